@@ -1,0 +1,510 @@
+"""The shared estimator base: parameters, the fit / partial_fit loop, inference, tags, pickling.
+
+Subclasses say what their network is and what it minimises (``_build_modules``, ``_loss``,
+``_encode``, ``_decode``); everything else about being a scikit-learn transformer lives here.
+"""
+
+import copy
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array
+from sklearn.utils.sparsefuncs import mean_variance_axis
+from sklearn.utils.validation import check_is_fitted, validate_data
+from tqdm.auto import tqdm
+
+from ._modules import ACTIVATIONS, OUTPUT_ACTIVATIONS
+from ._training import AffineScaling, Rows, map_in_chunks, reduce_in_chunks, run_epoch
+from ._validation import (
+    check_float,
+    check_hidden_layer_sizes,
+    check_int,
+    check_option,
+    resolve_device,
+)
+
+# The torch modules and optimizer that a fit trains. Their names are the fitted attributes.
+_MODULE_NAMES = ("encoder_", "decoder_")
+
+
+@dataclass
+class _Training:
+    """Everything one call to fit / partial_fit changes, trained on a copy and adopted at the
+    end, so that a failed call leaves the estimator as it was."""
+
+    modules: dict
+    optimizer: torch.optim.Optimizer
+    scaling: AffineScaling
+    output_activation: str
+    device: torch.device
+    seed: int
+    n_iter: int = 0
+    loss_curve: list = field(default_factory=list)
+    validation_scores: list | None = None
+    best_loss: float = np.inf
+    epochs_without_improvement: int = 0
+    noise_generator: torch.Generator | None = None
+
+    def parameters(self):
+        return [p for module in self.modules.values() for p in module.parameters()]
+
+
+class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Base class for skae's autoencoders; not for direct use."""
+
+    # -- what a subclass provides -------------------------------------------------------------
+
+    def _build_modules(self, n_features, output_activation, generator):
+        """Return ``{"encoder_": module, "decoder_": module}`` on the CPU."""
+        raise NotImplementedError
+
+    def _loss(self, training, x):
+        """The training objective on a batch ``x`` in the model's units (a 0-d tensor)."""
+        raise NotImplementedError
+
+    def _encode(self, modules, x):
+        return modules["encoder_"](x)
+
+    def _decode(self, modules, z):
+        return modules["decoder_"](z)
+
+    def _check_extra_params(self):
+        """Validate the subclass's own parameters (raise ValueError)."""
+
+    def _after_step(self, training):
+        """Called after each optimizer step (for weight constraints)."""
+
+    # -- parameters ----------------------------------------------------------------------------
+
+    def _check_params(self):
+        check_int("n_components", self.n_components, low=1)
+        check_hidden_layer_sizes(self.hidden_layer_sizes)
+        check_option("activation", self.activation, tuple(ACTIVATIONS))
+        check_option("output_activation", self.output_activation, ("auto", *OUTPUT_ACTIVATIONS))
+        check_int("max_iter", self.max_iter, low=1)
+        check_int("batch_size", self.batch_size, low=1)
+        check_float("learning_rate_init", self.learning_rate_init, low=0, low_open=True)
+        check_option("early_stopping", self.early_stopping, (True, False))
+        check_float("validation_fraction", self.validation_fraction, low=0, high=1,
+                    low_open=True, high_open=True)  # fmt: skip
+        check_int("n_iter_no_change", self.n_iter_no_change, low=1)
+        check_float("tol", self.tol, low=0)
+        check_option("warm_start", self.warm_start, (True, False))
+        check_int("verbose", self.verbose, low=0)
+        self._check_extra_params()
+        return resolve_device(self.device)
+
+    # -- fitting -------------------------------------------------------------------------------
+
+    def fit(self, X, y=None):
+        """Train the autoencoder on X for up to ``max_iter`` epochs.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data. Sparse matrices are densified one batch at a time.
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        device = self._check_params()
+        continuing = self.warm_start and self._is_fitted()
+        X = self._validate_input(X, reset=not continuing)
+        if continuing:
+            training = self._resume(device, keep_optimizer=False)
+        else:
+            training = self._start(X, device)
+        self._train(training, X, max_epochs=self.max_iter, stopping_rules=True)
+        return self
+
+    def partial_fit(self, X, y=None):
+        """Train for one epoch over X, continuing from the previous call.
+
+        The first call builds the network and fixes the input scaling from its X; later calls
+        keep training it (the optimizer's state included), for streaming data or data larger
+        than memory. Early stopping and the convergence rules do not apply.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            A batch of training data.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+        """
+        device = self._check_params()
+        continuing = self._is_fitted()
+        X = self._validate_input(X, reset=not continuing)
+        training = self._resume(device, keep_optimizer=True) if continuing else self._start(X, device)
+        self._train(training, X, max_epochs=1, stopping_rules=False)
+        return self
+
+    def _is_fitted(self):
+        return hasattr(self, "n_iter_")
+
+    def _validate_input(self, X, *, reset):
+        return validate_data(
+            self,
+            X,
+            reset=reset,
+            accept_sparse=("csr", "csc", "coo"),
+            dtype=(np.float32, np.float64),
+        )
+
+    def _start(self, X, device):
+        """A fresh network, optimizer and input scaling for X."""
+        seed = _draw_seed(self.random_state)
+        output_activation, scaling = _choose_output(X, self.output_activation, device)
+        generator = torch.Generator().manual_seed(seed)
+        modules = self._build_modules(X.shape[1], output_activation, generator)
+        modules = {name: module.to(device) for name, module in modules.items()}
+        training = _Training(
+            modules=modules,
+            optimizer=None,
+            scaling=scaling,
+            output_activation=output_activation,
+            device=device,
+            seed=seed,
+        )
+        training.optimizer = self._make_optimizer(training.parameters(), device)
+        return training
+
+    def _resume(self, device, *, keep_optimizer):
+        """A copy of the fitted state to train on (the original stays until the copy succeeds)."""
+        modules, optimizer = copy.deepcopy(
+            ({name: getattr(self, name) for name in _MODULE_NAMES}, self._optimizer)
+        )
+        modules = {name: module.to(device) for name, module in modules.items()}
+        training = _Training(
+            modules=modules,
+            optimizer=None,
+            scaling=AffineScaling(self.input_offset_, self.input_scale_, device),
+            output_activation=self.output_activation_,
+            device=device,
+            seed=self._seed,
+            n_iter=self.n_iter_,
+            loss_curve=list(self.loss_curve_),
+            best_loss=self.best_loss_,
+        )
+        training.optimizer = self._make_optimizer(training.parameters(), device)
+        if keep_optimizer:
+            # load_state_dict moves the optimizer's state onto the parameters' device.
+            training.optimizer.load_state_dict(optimizer.state_dict())
+        return training
+
+    def _make_optimizer(self, parameters, device):
+        # The fused kernel does Adam's whole update in one pass over the parameters.
+        fused = device.type in ("cpu", "cuda")
+        return torch.optim.Adam(parameters, lr=self.learning_rate_init, fused=fused)
+
+    def _train(self, training, X, *, max_epochs, stopping_rules):
+        rows = Rows(X, training.scaling, training.device)
+        validation = None
+        if stopping_rules and self.early_stopping:
+            rows, validation = _split_validation(rows, self.validation_fraction, training.seed)
+            training.validation_scores = []
+            best_state = None
+        step = self._make_step(training)
+        interrupted = False
+        progress = tqdm(
+            range(max_epochs),
+            disable=self.verbose < 1,
+            desc=type(self).__name__,
+            unit="epoch",
+            leave=True,
+        )
+        try:
+            for _ in progress:
+                epoch_seed = training.seed + training.n_iter
+                training.noise_generator = torch.Generator(training.device).manual_seed(
+                    epoch_seed
+                )
+                loss = float(run_epoch(step, rows, self.batch_size, epoch_seed))
+                if not np.isfinite(loss):
+                    raise FloatingPointError(
+                        f"The training loss became {loss} in epoch {training.n_iter + 1}: "
+                        "training diverged. Try a smaller learning_rate_init (it is "
+                        f"{self.learning_rate_init}) or scale the input features. The "
+                        "estimator was left as it was before this call."
+                    )
+                training.n_iter += 1
+                training.loss_curve.append(loss)
+                monitored = loss
+                if validation is not None:
+                    monitored = self._mean_squared_error(training, validation)
+                    training.validation_scores.append(-monitored)
+                if monitored < training.best_loss - self.tol * abs(training.best_loss):
+                    training.epochs_without_improvement = 0
+                else:
+                    training.epochs_without_improvement += 1
+                if monitored < training.best_loss:
+                    training.best_loss = monitored
+                    if validation is not None:
+                        best_state = _state_dicts(training.modules)
+                progress.set_postfix(loss=f"{loss:.4g}", refresh=False)
+                if stopping_rules and training.epochs_without_improvement >= self.n_iter_no_change:
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+            warnings.warn(
+                f"Training was interrupted in epoch {training.n_iter + 1}; the estimator keeps "
+                "the weights of the last completed batch and can be used or trained further.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        finally:
+            progress.close()
+        if validation is not None and best_state is not None:
+            for name, module in training.modules.items():
+                module.load_state_dict(best_state[name])
+        if (
+            stopping_rules
+            and not interrupted
+            and training.n_iter > 0
+            and training.epochs_without_improvement == 0
+            and len(training.loss_curve) >= max_epochs
+        ):
+            warnings.warn(
+                f"{type(self).__name__} reached max_iter={self.max_iter} epochs while the "
+                f"loss was still falling by more than tol={self.tol}; consider raising max_iter.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        self._adopt(training)
+
+    def _make_step(self, training):
+        """One optimizer step on a batch: the innermost piece of the loop."""
+        optimizer = training.optimizer
+
+        def step(x):
+            optimizer.zero_grad(set_to_none=True)
+            loss = self._loss(training, x)
+            loss.backward()
+            optimizer.step()
+            self._after_step(training)
+            return loss
+
+        return step
+
+    def _adopt(self, training):
+        for name, module in training.modules.items():
+            setattr(self, name, module)
+        self._optimizer = training.optimizer
+        self._seed = training.seed
+        self.device_ = training.device
+        self.output_activation_ = training.output_activation
+        self.input_offset_ = training.scaling.offset.cpu().numpy()
+        self.input_scale_ = training.scaling.scale
+        self.n_iter_ = training.n_iter
+        self.loss_curve_ = training.loss_curve
+        self.validation_scores_ = training.validation_scores
+        self.best_loss_ = training.best_loss
+
+    # -- inference -----------------------------------------------------------------------------
+
+    def _fitted(self):
+        """The fitted modules and input scaling, on the fitted device."""
+        check_is_fitted(self)
+        modules = {name: getattr(self, name) for name in _MODULE_NAMES}
+        return modules, AffineScaling(self.input_offset_, self.input_scale_, self.device_)
+
+    def transform(self, X):
+        """Encode X into codes of shape (n_samples, n_components), as float32.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        codes : ndarray of shape (n_samples, n_components), dtype float32
+        """
+        modules, scaling = self._fitted()
+        X = self._validate_input(X, reset=False)
+        return map_in_chunks(
+            lambda x: self._encode(modules, scaling.to_model(x)),
+            X,
+            self.n_components,
+            self.device_,
+        )
+
+    def inverse_transform(self, X):
+        """Decode codes back into the input's own units.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components)
+            Codes, as returned by ``transform``.
+
+        Returns
+        -------
+        X_reconstructed : ndarray of shape (n_samples, n_features_in_), dtype float32
+        """
+        modules, scaling = self._fitted()
+        Z = check_array(X, dtype=(np.float32, np.float64), input_name="X")
+        if Z.shape[1] != self.n_components:
+            raise ValueError(
+                f"inverse_transform expects codes with n_components={self.n_components} "
+                f"columns, but got an array with {Z.shape[1]} columns."
+            )
+        return map_in_chunks(
+            lambda z: scaling.to_user(self._decode(modules, z)),
+            Z,
+            self.n_features_in_,
+            self.device_,
+        )
+
+    def score(self, X, y=None):
+        """Negative mean squared reconstruction error of X, in the input's own units.
+
+        Higher is better, so GridSearchCV can choose unsupervised settings (such as
+        ``n_components``) with no ``y``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+        """
+        modules, scaling = self._fitted()
+        X = self._validate_input(X, reset=False)
+
+        def squared_error(x):
+            recon = scaling.to_user(self._decode(modules, self._encode(modules, scaling.to_model(x))))
+            return (recon - x).square().sum(dtype=torch.float64)
+
+        total = reduce_in_chunks(squared_error, X, self.device_)
+        return -total / (X.shape[0] * X.shape[1])
+
+    def _mean_squared_error(self, training, rows, chunk_rows=8192):
+        """Reconstruction MSE on ``rows`` (model units): the early-stopping criterion."""
+        total = torch.zeros((), dtype=torch.float64, device=training.device)
+        with torch.inference_mode():
+            for start in range(0, rows.n_rows, chunk_rows):
+                index = torch.arange(start, min(start + chunk_rows, rows.n_rows), device=rows.device)
+                x = rows.take(index)
+                recon = self._decode(training.modules, self._encode(training.modules, x))
+                total += (recon - x).square().sum(dtype=torch.float64)
+        n_features = training.scaling.offset.shape[0]
+        return float(total) / (rows.n_rows * n_features)
+
+    @property
+    def _n_features_out(self):
+        return self.n_components
+
+    # -- scikit-learn and pickle plumbing ------------------------------------------------------
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        # Computation is float32 whatever the input; float32 input gives float32 output.
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+    def __getstate__(self):
+        # Tensors travel on the CPU so that a model fitted on a GPU unpickles anywhere.
+        state = self.__dict__.copy()
+        if self._is_fitted():
+            modules = {name: state[name] for name in _MODULE_NAMES}
+            cpu_modules = {n: copy.deepcopy(m).to("cpu") for n, m in modules.items()}
+            state.update(cpu_modules)
+            state["_optimizer"] = _cpu_state(self._optimizer.state_dict())
+            state["device_"] = str(self.device_)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if not self._is_fitted():
+            return
+        device = torch.device(state["device_"])
+        if device.type == "cuda" and not torch.cuda.is_available():
+            warnings.warn(
+                f"This model was fitted on {device}, which is not available here; it was "
+                "loaded onto the CPU.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            device = torch.device("cpu")
+        for name in _MODULE_NAMES:
+            getattr(self, name).to(device)
+        self.device_ = device
+        parameters = [p for name in _MODULE_NAMES for p in getattr(self, name).parameters()]
+        optimizer = self._make_optimizer(parameters, device)
+        optimizer.load_state_dict(state["_optimizer"])
+        self._optimizer = optimizer
+
+
+def _draw_seed(random_state):
+    """One 31-bit seed from ``random_state`` without touching any global generator."""
+    if random_state is None:
+        return int(np.random.default_rng().integers(2**31))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(2**31))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**31))
+    return int(np.random.default_rng(check_int("random_state", random_state, low=0)).integers(2**31))
+
+
+def _choose_output(X, output_activation, device):
+    """The output layer and the input scaling for training data X.
+
+    Data in [0, 1] (images, proportions, TF-IDF) keep their units and get a sigmoid output, as in
+    the design. Anything else is centred per feature and divided by one overall scale, with a
+    linear output.
+    """
+    x_min, x_max = float(X.min()), float(X.max())
+    if output_activation == "auto":
+        output_activation = "sigmoid" if x_min >= 0.0 and x_max <= 1.0 else "identity"
+    n_features = X.shape[1]
+    if output_activation == "sigmoid":
+        return output_activation, AffineScaling(np.zeros(n_features), 1.0, device)
+    if sp.issparse(X):
+        mean, variance = mean_variance_axis(X.tocsr(), axis=0)
+    else:
+        mean, variance = X.mean(axis=0, dtype=np.float64), X.var(axis=0, dtype=np.float64)
+    # One overall scale: the root mean variance over features (1 for constant data).
+    overall = float(np.sqrt(np.mean(variance)))
+    scale = overall if overall > 1e-12 else 1.0
+    return output_activation, AffineScaling(mean, scale, device)
+
+
+def _split_validation(rows, fraction, seed):
+    n_validation = int(round(fraction * rows.n_rows))
+    if n_validation < 1 or n_validation >= rows.n_rows:
+        raise ValueError(
+            f"early_stopping=True with validation_fraction={fraction} leaves "
+            f"{n_validation} of {rows.n_rows} samples for validation: need at least one sample "
+            "on each side. Use more samples, another validation_fraction, or early_stopping=False."
+        )
+    order = np.random.default_rng(seed).permutation(rows.n_rows)
+    return rows.subset(order[n_validation:]), rows.subset(order[:n_validation])
+
+
+def _state_dicts(modules):
+    return {name: {k: v.detach().clone() for k, v in m.state_dict().items()} for name, m in modules.items()}
+
+
+def _cpu_state(value):
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu")
+    if isinstance(value, dict):
+        return {k: _cpu_state(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cpu_state(v) for v in value]
+    return value

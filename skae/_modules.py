@@ -1,0 +1,65 @@
+"""Plain PyTorch modules: multilayer perceptrons for encoders and decoders.
+
+Nothing here knows about scikit-learn, so the modules can be used and tested on their own.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {
+    "leaky_relu": nn.LeakyReLU,
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+}
+
+OUTPUT_ACTIVATIONS = {"sigmoid": nn.Sigmoid, "identity": nn.Identity}
+
+
+def mlp(sizes, activation, *, output_activation="identity", generator=None):
+    """Build ``Linear -> activation -> ... -> Linear -> output_activation``.
+
+    ``sizes`` lists the widths from input to output. Weights are drawn from ``generator``
+    (PyTorch's default rule, uniform in +-1/sqrt(fan_in)), so that building a model never
+    touches the global random state.
+    """
+    layers = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(_linear(fan_in, fan_out, generator))
+        if i < len(sizes) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    if output_activation != "identity":
+        layers.append(OUTPUT_ACTIVATIONS[output_activation]())
+    return nn.Sequential(*layers)
+
+
+def _linear(fan_in, fan_out, generator):
+    # Built on the meta device so that nn.Linear's own initialisation draws nothing from the
+    # global generator; the weights are then drawn from ours.
+    layer = nn.Linear(fan_in, fan_out, device="meta").to_empty(device="cpu")
+    bound = 1.0 / math.sqrt(fan_in)
+    with torch.no_grad():
+        layer.weight.uniform_(-bound, bound, generator=generator)
+        layer.bias.uniform_(-bound, bound, generator=generator)
+    return layer
+
+
+class GaussianEncoder(nn.Module):
+    """An MLP whose output is split into the mean and log-variance of a diagonal Gaussian.
+
+    The log-variance is clamped to [-``logvar_limit``, ``logvar_limit``] so that exp() of it
+    can neither overflow nor vanish early in training.
+    """
+
+    def __init__(self, body, logvar_limit=10.0):
+        super().__init__()
+        self.body = body
+        self.logvar_limit = logvar_limit
+
+    def forward(self, x):
+        mean, logvar = self.body(x).chunk(2, dim=-1)
+        return mean, logvar.clamp(-self.logvar_limit, self.logvar_limit)
