@@ -5,6 +5,8 @@ permutation: a per-sample DataLoader costs 10-100x more on in-memory data. Spars
 sparse on the host and is densified one batch at a time.
 """
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -12,6 +14,14 @@ import torch
 # Rows per chunk in transform / inverse_transform / score: bounds the working set to a few tens
 # of MB whatever the number of samples (8192 x 784 float32 is 25 MB per intermediate).
 INFERENCE_CHUNK_ROWS = 8192
+
+
+def as_float32_tensor(array, device):
+    """A float32 tensor of a numpy array on ``device``, sharing memory where it can."""
+    with warnings.catch_warnings():
+        # Read-only arrays (memmaps) are shared too: nothing here writes to these tensors.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.as_tensor(np.asarray(array), dtype=torch.float32).to(device)
 
 
 class AffineScaling:
@@ -48,9 +58,7 @@ class Rows:
             self._sparse = None
             # One copy at most: a float32 array on the CPU is used in place when no scaling
             # is needed (it is only read).
-            self._dense = scaling.to_model(
-                torch.as_tensor(np.asarray(X), dtype=torch.float32, device=device)
-            )
+            self._dense = scaling.to_model(as_float32_tensor(X, device))
 
     def take(self, index):
         """Rows ``index`` (a LongTensor on the device) as a dense float32 tensor."""
@@ -98,7 +106,7 @@ def iter_chunks(X, device, chunk_rows=INFERENCE_CHUNK_ROWS):
         chunk = X[start : start + chunk_rows]
         if sp.issparse(chunk):
             chunk = chunk.toarray()
-        yield start, torch.as_tensor(np.asarray(chunk), dtype=torch.float32).to(device)
+        yield start, as_float32_tensor(chunk, device)
 
 
 def map_in_chunks(fn, X, n_out, device, chunk_rows=INFERENCE_CHUNK_ROWS):
