@@ -58,7 +58,11 @@ class AutoEncoderTransformer(BaseAutoEncoder):
     batch_size : int, default=128
         Samples per optimizer step. The last, partial batch of an epoch is used too.
     learning_rate_init : float, default=1e-3
-        Adam's learning rate.
+        Adam's (initial) learning rate.
+    learning_rate : {"constant", "cosine"}, default="constant"
+        Schedule of the learning rate in ``fit``: constant, or decayed from
+        ``learning_rate_init`` to 0 along a half cosine over ``max_iter`` epochs (Loshchilov &
+        Hutter, 2017). ``partial_fit`` always uses ``learning_rate_init``.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training data, stop when its reconstruction
         error stops improving, and keep the weights of the best epoch.
@@ -132,6 +136,7 @@ class AutoEncoderTransformer(BaseAutoEncoder):
         max_iter=20,
         batch_size=128,
         learning_rate_init=1e-3,
+        learning_rate="constant",
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=10,
@@ -152,6 +157,7 @@ class AutoEncoderTransformer(BaseAutoEncoder):
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
+        self.learning_rate = learning_rate
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -172,7 +178,9 @@ class AutoEncoderTransformer(BaseAutoEncoder):
 
     def _build_modules(self, n_features, output_activation, generator):
         hidden = tuple(self.hidden_layer_sizes)
-        encoder = mlp([n_features, *hidden, self.n_components], self.activation, generator=generator)
+        encoder = mlp(
+            [n_features, *hidden, self.n_components], self.activation, generator=generator
+        )
         decoder = mlp(
             [self.n_components, *reversed(hidden), n_features],
             self.activation,
@@ -195,6 +203,11 @@ class AutoEncoderTransformer(BaseAutoEncoder):
         if self.contractive_penalty > 0:
             loss = loss + self.contractive_penalty * jacobian_probe.square().sum(dim=1).mean()
         return loss
+
+    def _draws_random_numbers(self):
+        return (self.noise_type is not None and self.noise_level > 0) or (
+            self.contractive_penalty > 0
+        )
 
     def _corrupt(self, training, x):
         """The training input: x with noise, in the model's units (the target stays x)."""

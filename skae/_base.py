@@ -19,7 +19,17 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
 from ._modules import ACTIVATIONS, OUTPUT_ACTIVATIONS
-from ._training import AffineScaling, Rows, map_in_chunks, reduce_in_chunks, run_epoch
+from ._training import (
+    AffineScaling,
+    CudaGraphStep,
+    Rows,
+    TrainingStep,
+    learning_rates,
+    load_optimizer_state,
+    map_in_chunks,
+    reduce_in_chunks,
+    run_epoch,
+)
 from ._validation import (
     check_float,
     check_hidden_layer_sizes,
@@ -30,6 +40,35 @@ from ._validation import (
 
 # The torch modules and optimizer that a fit trains. Their names are the fitted attributes.
 _MODULE_NAMES = ("encoder_", "decoder_")
+
+# What validate_data sets (or deletes) on the estimator before training starts.
+_INPUT_METADATA = ("n_features_in_", "feature_names_in_")
+
+
+class _UnchangedOnError:
+    """Make a failed fit / partial_fit leave the estimator as it was before the call.
+
+    The network is trained on a copy and adopted only on success (see ``_Training``); this
+    also restores what ``validate_data(reset=True)`` changed before the failure, without which
+    an estimator could claim a new ``n_features_in_`` while holding the old network. (A context
+    manager rather than a decorator: it adds no frame, so warnings' stacklevel still points at
+    the caller of fit.)
+    """
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def __enter__(self):
+        state = self.estimator.__dict__
+        self.saved = {name: state[name] for name in _INPUT_METADATA if name in state}
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        if exc_type is not None:
+            state = self.estimator.__dict__
+            for name in _INPUT_METADATA:
+                state.pop(name, None)
+            state.update(self.saved)
+        return False
 
 
 @dataclass
@@ -89,6 +128,7 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         check_int("max_iter", self.max_iter, low=1)
         check_int("batch_size", self.batch_size, low=1)
         check_float("learning_rate_init", self.learning_rate_init, low=0, low_open=True)
+        check_option("learning_rate", self.learning_rate, ("constant", "cosine"))
         check_option("early_stopping", self.early_stopping, (True, False))
         check_float("validation_fraction", self.validation_fraction, low=0, high=1,
                     low_open=True, high_open=True)  # fmt: skip
@@ -118,12 +158,13 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         device = self._check_params()
         continuing = self.warm_start and self._is_fitted()
-        X = self._validate_input(X, reset=not continuing)
-        if continuing:
-            training = self._resume(device, keep_optimizer=False)
-        else:
-            training = self._start(X, device)
-        self._train(training, X, max_epochs=self.max_iter, stopping_rules=True)
+        with _UnchangedOnError(self):
+            X = self._validate_input(X, reset=not continuing)
+            if continuing:
+                training = self._resume(device, keep_optimizer=False)
+            else:
+                training = self._start(X, device)
+            self._train(training, X, max_epochs=self.max_iter, stopping_rules=True)
         return self
 
     def partial_fit(self, X, y=None):
@@ -146,22 +187,27 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         device = self._check_params()
         continuing = self._is_fitted()
-        X = self._validate_input(X, reset=not continuing)
-        training = self._resume(device, keep_optimizer=True) if continuing else self._start(X, device)
-        self._train(training, X, max_epochs=1, stopping_rules=False)
+        with _UnchangedOnError(self):
+            X = self._validate_input(X, reset=not continuing)
+            training = (
+                self._resume(device, keep_optimizer=True) if continuing else self._start(X, device)
+            )
+            self._train(training, X, max_epochs=1, stopping_rules=False)
         return self
 
     def _is_fitted(self):
         return hasattr(self, "n_iter_")
 
     def _validate_input(self, X, *, reset):
-        return validate_data(
+        X = validate_data(
             self,
             X,
             reset=reset,
             accept_sparse=("csr", "csc", "coo"),
             dtype=(np.float32, np.float64),
         )
+        _check_float32_range(X)
+        return X
 
     def _start(self, X, device):
         """A fresh network, optimizer and input scaling for X."""
@@ -200,13 +246,17 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         )
         training.optimizer = self._make_optimizer(training.parameters(), device)
         if keep_optimizer:
-            # load_state_dict moves the optimizer's state onto the parameters' device.
-            training.optimizer.load_state_dict(optimizer.state_dict())
+            load_optimizer_state(training.optimizer, optimizer.state_dict())
         return training
 
     def _make_optimizer(self, parameters, device):
-        # The fused kernel does Adam's whole update in one pass over the parameters.
-        fused = device.type in ("cpu", "cuda")
+        # The fused kernel does Adam's whole update in one pass over the parameters. On CUDA
+        # the step may be captured in a graph, which needs a capturable optimizer whose
+        # learning rate is a tensor (updated in place by the schedule).
+        if device.type == "cuda":
+            lr = torch.tensor(self.learning_rate_init, device=device)
+            return torch.optim.Adam(parameters, lr=lr, fused=True, capturable=True)
+        fused = device.type == "cpu"
         return torch.optim.Adam(parameters, lr=self.learning_rate_init, fused=fused)
 
     def _train(self, training, X, *, max_epochs, stopping_rules):
@@ -216,7 +266,15 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             rows, validation = _split_validation(rows, self.validation_fraction, training.seed)
             training.validation_scores = []
             best_state = None
+        # The cosine schedule spans this call's max_epochs; partial_fit has no horizon.
+        steps_per_epoch = -(-rows.n_rows // self.batch_size)
+        rates = learning_rates(
+            self.learning_rate_init,
+            self.learning_rate if stopping_rules else "constant",
+            max_epochs * steps_per_epoch,
+        )
         step = self._make_step(training)
+        epochs_this_call = 0
         interrupted = False
         progress = tqdm(
             range(max_epochs),
@@ -228,10 +286,8 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         try:
             for _ in progress:
                 epoch_seed = training.seed + training.n_iter
-                training.noise_generator = torch.Generator(training.device).manual_seed(
-                    epoch_seed
-                )
-                loss = float(run_epoch(step, rows, self.batch_size, epoch_seed))
+                training.noise_generator = torch.Generator(training.device).manual_seed(epoch_seed)
+                loss = float(run_epoch(step, rows, self.batch_size, epoch_seed, rates))
                 if not np.isfinite(loss):
                     raise FloatingPointError(
                         f"The training loss became {loss} in epoch {training.n_iter + 1}: "
@@ -240,6 +296,7 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                         "estimator was left as it was before this call."
                     )
                 training.n_iter += 1
+                epochs_this_call += 1
                 training.loss_curve.append(loss)
                 monitored = loss
                 if validation is not None:
@@ -272,9 +329,8 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         if (
             stopping_rules
             and not interrupted
-            and training.n_iter > 0
+            and epochs_this_call == max_epochs
             and training.epochs_without_improvement == 0
-            and len(training.loss_curve) >= max_epochs
         ):
             warnings.warn(
                 f"{type(self).__name__} reached max_iter={self.max_iter} epochs while the "
@@ -285,18 +341,19 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self._adopt(training)
 
     def _make_step(self, training):
-        """One optimizer step on a batch: the innermost piece of the loop."""
-        optimizer = training.optimizer
+        """The optimizer step on one batch: the innermost piece of the loop."""
+        args = (
+            lambda x: self._loss(training, x),
+            training.optimizer,
+            lambda: self._after_step(training),
+        )
+        if training.device.type == "cuda" and not self._draws_random_numbers():
+            return CudaGraphStep(*args, batch_size=self.batch_size)
+        return TrainingStep(*args)
 
-        def step(x):
-            optimizer.zero_grad(set_to_none=True)
-            loss = self._loss(training, x)
-            loss.backward()
-            optimizer.step()
-            self._after_step(training)
-            return loss
-
-        return step
+    def _draws_random_numbers(self):
+        """Whether ``_loss`` draws random numbers (which a CUDA graph would replay frozen)."""
+        return False
 
     def _adopt(self, training):
         for name, module in training.modules.items():
@@ -333,12 +390,18 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         modules, scaling = self._fitted()
         X = self._validate_input(X, reset=False)
-        return map_in_chunks(
-            lambda x: self._encode(modules, scaling.to_model(x)),
-            X,
-            self.n_components,
-            self.device_,
-        )
+
+        def encode(x):
+            codes = self._encode(modules, scaling.to_model(x))
+            if codes.shape[1] != self.n_components:
+                raise ValueError(
+                    f"The fitted encoder gives {codes.shape[1]} components but "
+                    f"n_components={self.n_components}: n_components was changed after fit. "
+                    "Set it back, or fit again."
+                )
+            return codes
+
+        return map_in_chunks(encode, X, self.n_components, self.device_)
 
     def inverse_transform(self, X):
         """Decode codes back into the input's own units.
@@ -353,12 +416,13 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         X_reconstructed : ndarray of shape (n_samples, n_features_in_), dtype float32
         """
         modules, scaling = self._fitted()
-        Z = check_array(X, dtype=(np.float32, np.float64), input_name="X")
+        Z = check_array(X, dtype=(np.float32, np.float64), input_name="X", estimator=self)
         if Z.shape[1] != self.n_components:
             raise ValueError(
                 f"inverse_transform expects codes with n_components={self.n_components} "
                 f"columns, but got an array with {Z.shape[1]} columns."
             )
+        _check_float32_range(Z)
         return map_in_chunks(
             lambda z: scaling.to_user(self._decode(modules, z)),
             Z,
@@ -386,7 +450,9 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         X = self._validate_input(X, reset=False)
 
         def squared_error(x):
-            recon = scaling.to_user(self._decode(modules, self._encode(modules, scaling.to_model(x))))
+            recon = scaling.to_user(
+                self._decode(modules, self._encode(modules, scaling.to_model(x)))
+            )
             return (recon - x).square().sum(dtype=torch.float64)
 
         total = reduce_in_chunks(squared_error, X, self.device_)
@@ -397,7 +463,9 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         total = torch.zeros((), dtype=torch.float64, device=training.device)
         with torch.inference_mode():
             for start in range(0, rows.n_rows, chunk_rows):
-                index = torch.arange(start, min(start + chunk_rows, rows.n_rows), device=rows.device)
+                index = torch.arange(
+                    start, min(start + chunk_rows, rows.n_rows), device=rows.device
+                )
                 x = rows.take(index)
                 recon = self._decode(training.modules, self._encode(training.modules, x))
                 total += (recon - x).square().sum(dtype=torch.float64)
@@ -406,7 +474,42 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     @property
     def _n_features_out(self):
+        # Absent until fit, so that get_feature_names_out raises NotFittedError.
+        if not self._is_fitted():
+            raise AttributeError("_n_features_out is set by fit")
         return self.n_components
+
+    # -- saving --------------------------------------------------------------------------------
+
+    def save(self, path):
+        """Save the fitted estimator to a file that holds no pickle.
+
+        The file is a single safetensors file: the network's weights, the input scaling and the
+        optimizer's state as tensors, and the parameters and fitted attributes as JSON in its
+        header. ``skae.load`` reads it back without running any code from the file, so model
+        files from untrusted sources are safe to load. The file is written beside ``path`` and
+        renamed into place, so ``path`` never holds a partial file.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Where to write the model, conventionally with a ``.safetensors`` suffix. An
+            existing file is replaced.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If parameters that shape the network were changed after fit.
+
+        See Also
+        --------
+        skae.load : Read the file back.
+        """
+        from ._persistence import save
+
+        save(self, path)
 
     # -- scikit-learn and pickle plumbing ------------------------------------------------------
 
@@ -446,8 +549,22 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.device_ = device
         parameters = [p for name in _MODULE_NAMES for p in getattr(self, name).parameters()]
         optimizer = self._make_optimizer(parameters, device)
-        optimizer.load_state_dict(state["_optimizer"])
+        load_optimizer_state(optimizer, state["_optimizer"])
         self._optimizer = optimizer
+
+
+def _check_float32_range(X):
+    """Refuse float64 values that would become infinite in float32, the dtype of the model."""
+    if X.dtype != np.float64:
+        return
+    values = X.data if sp.issparse(X) else X
+    # max() and min() need no temporary array, unlike abs().
+    largest = max(values.max(), -values.min()) if values.size else 0.0
+    if largest > np.finfo(np.float32).max:
+        raise ValueError(
+            f"Input X contains values of magnitude up to {largest:.3g}, beyond float32's range "
+            f"({np.finfo(np.float32).max:.3g}) in which skae computes. Rescale X."
+        )
 
 
 def _draw_seed(random_state):
@@ -458,7 +575,9 @@ def _draw_seed(random_state):
         return int(random_state.randint(2**31))
     if isinstance(random_state, np.random.Generator):
         return int(random_state.integers(2**31))
-    return int(np.random.default_rng(check_int("random_state", random_state, low=0)).integers(2**31))
+    return int(
+        np.random.default_rng(check_int("random_state", random_state, low=0)).integers(2**31)
+    )
 
 
 def _choose_output(X, output_activation, device):
@@ -497,7 +616,10 @@ def _split_validation(rows, fraction, seed):
 
 
 def _state_dicts(modules):
-    return {name: {k: v.detach().clone() for k, v in m.state_dict().items()} for name, m in modules.items()}
+    return {
+        name: {k: v.detach().clone() for k, v in m.state_dict().items()}
+        for name, m in modules.items()
+    }
 
 
 def _cpu_state(value):

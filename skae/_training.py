@@ -5,6 +5,7 @@ permutation: a per-sample DataLoader costs 10-100x more on in-memory data. Spars
 sparse on the host and is densified one batch at a time.
 """
 
+import math
 import warnings
 
 import numpy as np
@@ -79,25 +80,124 @@ class Rows:
         return part
 
 
+class TrainingStep:
+    """One optimizer step on a batch: forward, loss, backward, update."""
+
+    def __init__(self, compute_loss, optimizer, after_step=lambda: None):
+        self.compute_loss = compute_loss
+        self.optimizer = optimizer
+        self.after_step = after_step
+
+    def set_learning_rate(self, rate):
+        for group in self.optimizer.param_groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(rate)  # in place: a captured CUDA graph reads this tensor
+            else:
+                group["lr"] = rate
+
+    def __call__(self, x):
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.compute_loss(x)
+        loss.backward()
+        self.optimizer.step()
+        self.after_step()
+        return loss
+
+
+class CudaGraphStep(TrainingStep):
+    """The same step, captured once in a CUDA graph and replayed for every full batch.
+
+    An eager step of a small MLP is dozens of tiny kernel launches, which leave a GPU idle;
+    a replay launches them all at once. The graph reads its input from a fixed buffer, so each
+    batch is copied there first. Partial batches (another shape) run eagerly. The step must
+    draw no random numbers and the optimizer must be capturable with a tensor learning rate
+    (see ``BaseAutoEncoder._make_optimizer``).
+    """
+
+    warmup_steps = 3  # eager steps on a side stream before capture, as CUDA graphs require
+
+    def __init__(self, compute_loss, optimizer, after_step, batch_size):
+        super().__init__(compute_loss, optimizer, after_step)
+        self.batch_size = batch_size
+        self.graph = None
+        self.steps_warmed_up = 0
+
+    def __call__(self, x):
+        if x.shape[0] != self.batch_size:
+            return super().__call__(x)
+        if self.graph is None:
+            if self.steps_warmed_up < self.warmup_steps:
+                return self._warm_up(x)
+            self._capture(x)
+        self.static_input.copy_(x)
+        self.graph.replay()
+        return self.static_loss
+
+    def _warm_up(self, x):
+        stream = torch.cuda.Stream(x.device)
+        stream.wait_stream(torch.cuda.current_stream(x.device))
+        with torch.cuda.stream(stream):
+            loss = super().__call__(x)
+        torch.cuda.current_stream(x.device).wait_stream(stream)
+        self.steps_warmed_up += 1
+        return loss
+
+    def _capture(self, x):
+        # Capture records kernels without running them; the caller then replays for this batch.
+        self.static_input = torch.empty_like(x)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            loss = self.compute_loss(self.static_input)
+            loss.backward()
+            self.optimizer.step()
+            self.after_step()
+        self.static_loss = loss
+
+
+def load_optimizer_state(optimizer, saved):
+    """Load the per-parameter state (Adam's moments) of ``saved`` into ``optimizer``.
+
+    The group options are this optimizer's own (fused, capturable, a float or tensor learning
+    rate): they belong to the device it lives on now, which may differ from the saved one's.
+    """
+    optimizer.load_state_dict(
+        {"state": saved["state"], "param_groups": optimizer.state_dict()["param_groups"]}
+    )
+
+
 def permutation(n_rows, seed, device):
     """A seeded permutation of ``range(n_rows)``, drawn on the CPU so every device agrees."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randperm(n_rows, generator=generator).to(device, non_blocking=True)
 
 
-def run_epoch(train_step, rows, batch_size, seed):
+def run_epoch(train_step, rows, batch_size, seed, learning_rates):
     """Train once over ``rows`` in shuffled batches; return the mean loss as a 0-d tensor.
 
-    The loss is accumulated on the device, so no step waits for the host. The last partial
-    batch is trained on, never dropped.
+    ``learning_rates`` yields the rate of each step. The loss is accumulated on the device, so
+    no step waits for the host. The last partial batch is trained on, never dropped.
     """
     order = permutation(rows.n_rows, seed, rows.device)
     total = torch.zeros((), device=rows.device)
     for start in range(0, rows.n_rows, batch_size):
         index = order[start : start + batch_size]
+        train_step.set_learning_rate(next(learning_rates))
         loss = train_step(rows.take(index))
         total += loss.detach() * index.numel()
     return total / rows.n_rows
+
+
+def learning_rates(initial, schedule, total_steps=None):
+    """Yield the learning rate of each step: constant, or a half cosine from ``initial`` to 0
+    over ``total_steps`` (Loshchilov & Hutter, 2017)."""
+    step = 0
+    while True:
+        if schedule == "cosine" and total_steps:
+            yield 0.5 * initial * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+        else:
+            yield initial
+        step += 1
 
 
 def iter_chunks(X, device, chunk_rows=INFERENCE_CHUNK_ROWS):

@@ -30,7 +30,7 @@ class VariationalAutoEncoderTransformer(BaseAutoEncoder):
         As in AutoEncoderTransformer.
     beta : float, default=1.0
         Weight of the KL term (beta-VAE; 1.0 is the standard ELBO).
-    max_iter, batch_size, learning_rate_init, early_stopping, validation_fraction, \
+    max_iter, batch_size, learning_rate_init, learning_rate, early_stopping, validation_fraction, \
 n_iter_no_change, tol, warm_start, random_state, device, verbose
         As in AutoEncoderTransformer.
 
@@ -73,6 +73,7 @@ input_scale_, device_, n_features_in_, feature_names_in_
         max_iter=20,
         batch_size=128,
         learning_rate_init=1e-3,
+        learning_rate="constant",
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=10,
@@ -90,6 +91,7 @@ input_scale_, device_, n_features_in_, feature_names_in_
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
+        self.learning_rate = learning_rate
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -104,7 +106,9 @@ input_scale_, device_, n_features_in_, feature_names_in_
 
     def _build_modules(self, n_features, output_activation, generator):
         hidden = tuple(self.hidden_layer_sizes)
-        body = mlp([n_features, *hidden, 2 * self.n_components], self.activation, generator=generator)
+        body = mlp(
+            [n_features, *hidden, 2 * self.n_components], self.activation, generator=generator
+        )
         decoder = mlp(
             [self.n_components, *reversed(hidden), n_features],
             self.activation,
@@ -112,6 +116,9 @@ input_scale_, device_, n_features_in_, feature_names_in_
             generator=generator,
         )
         return {"encoder_": GaussianEncoder(body), "decoder_": decoder}
+
+    def _draws_random_numbers(self):
+        return True  # the reparameterised codes
 
     def _encode(self, modules, x):
         mean, _ = modules["encoder_"](x)

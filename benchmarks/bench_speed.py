@@ -1,0 +1,326 @@
+"""Training and inference speed of AutoEncoderTransformer against the plain PyTorch loop.
+
+Times, in one process on one machine and alternating between them so that drifts in machine
+load hit all alike:
+
+  plain    the design's loop: DataLoader over a TensorDataset, Adam, MSE, batch 128
+  skae     AutoEncoderTransformer with the same architecture, optimizer, batch size and epochs
+  skorch   skorch's NeuralNet with the same module (when skorch is installed)
+  pca      PCA fit and transform, for scale
+
+and reports seconds per epoch, the ratio to the plain loop, final train loss and test
+reconstruction error (a speed-up must not cost quality), transform throughput and the peak
+extra memory of transform.
+
+    python benchmarks/bench_speed.py --data-home ../shared/data            # full MNIST
+    python benchmarks/bench_speed.py --device cuda --epochs 10             # on a GPU
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
+from torch import nn
+
+from skae import AutoEncoderTransformer
+
+ARCHITECTURE = dict(n_components=64, hidden_layer_sizes=(256, 128))
+BATCH_SIZE = 128
+LEARNING_RATE = 1e-3
+
+
+def load_data(data_home, n_train):
+    try:
+        from skae.datasets import load_mnist
+
+        data = load_mnist(data_home=data_home, download=False)
+        X_train, X_test, name = data.X_train, data.X_test, "mnist"
+    except OSError as error:
+        print(f"MNIST not found ({error.__class__.__name__}); using scikit-learn's digits.")
+        from sklearn.datasets import load_digits
+
+        X = (load_digits().data / 16.0).astype(np.float32)
+        X_train, X_test, name = X[:1500], X[1500:], "digits"
+    return X_train[:n_train], X_test, name
+
+
+def design_modules(n_features, generator):
+    """The design's encoder and decoder: n -> 256 -> 128 -> 64, leaky ReLU, sigmoid output."""
+    torch.manual_seed(int(torch.randint(2**31, (1,), generator=generator)))
+    sizes = [n_features, *ARCHITECTURE["hidden_layer_sizes"], ARCHITECTURE["n_components"]]
+    encoder = nn.Sequential(
+        nn.Linear(sizes[0], sizes[1]),
+        nn.LeakyReLU(),
+        nn.Linear(sizes[1], sizes[2]),
+        nn.LeakyReLU(),
+        nn.Linear(sizes[2], sizes[3]),
+    )
+    decoder = nn.Sequential(
+        nn.Linear(sizes[3], sizes[2]),
+        nn.LeakyReLU(),
+        nn.Linear(sizes[2], sizes[1]),
+        nn.LeakyReLU(),
+        nn.Linear(sizes[1], sizes[0]),
+        nn.Sigmoid(),
+    )
+    return nn.Sequential(encoder, decoder)
+
+
+def time_plain_loop(X_train, X_test, epochs, device, seed):
+    """The design's plain PyTorch training loop, as a user would first write it."""
+    model = design_modules(X_train.shape[1], torch.Generator().manual_seed(seed)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.from_numpy(X_train)),
+        batch_size=BATCH_SIZE,
+        shuffle=True,
+    )
+    epoch_times, loss = [], math.nan
+    for _ in range(epochs):
+        start, total = time.perf_counter(), 0.0
+        for (x,) in loader:
+            x = x.to(device)
+            optimizer.zero_grad()
+            batch_loss = nn.functional.mse_loss(model(x), x)
+            batch_loss.backward()
+            optimizer.step()
+            total += batch_loss.item() * len(x)
+        epoch_times.append(time.perf_counter() - start)
+        loss = total / len(X_train)
+    with torch.no_grad():
+        x_test = torch.from_numpy(X_test).to(device)
+        test_mse = float(nn.functional.mse_loss(model(x_test), x_test))
+    return dict(epoch_times=epoch_times, train_loss=loss, test_mse=test_mse)
+
+
+def time_skae(X_train, X_test, epochs, device, seed):
+    ae = AutoEncoderTransformer(
+        **ARCHITECTURE,
+        max_iter=epochs,
+        batch_size=BATCH_SIZE,
+        learning_rate_init=LEARNING_RATE,
+        learning_rate="constant",
+        tol=0.0,
+        random_state=seed,
+        device=device,
+    )
+    epoch_times = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        # One epoch per call to record each epoch's time; the same training as fit().
+        for _ in range(epochs):
+            start = time.perf_counter()
+            ae.partial_fit(X_train)
+            _synchronize(device)
+            epoch_times.append(time.perf_counter() - start)
+    result = dict(
+        epoch_times=epoch_times, train_loss=ae.loss_curve_[-1], test_mse=-ae.score(X_test)
+    )
+    result.update(time_transform(ae, X_train, X_test))
+    return result
+
+
+def time_skorch(X_train, X_test, epochs, device, seed):
+    from skorch import NeuralNet
+
+    net = NeuralNet(
+        module=design_modules(X_train.shape[1], torch.Generator().manual_seed(seed)),
+        criterion=nn.MSELoss,
+        optimizer=torch.optim.Adam,
+        lr=LEARNING_RATE,
+        batch_size=BATCH_SIZE,
+        max_epochs=epochs,
+        train_split=None,
+        iterator_train__shuffle=True,
+        device=str(device),
+        verbose=0,
+    )
+    net.fit(X_train, X_train)
+    with torch.no_grad():
+        recon = net.forward(X_test).cpu().numpy()
+    return dict(
+        epoch_times=list(net.history[:, "dur"]),
+        train_loss=net.history[-1, "train_loss"],
+        test_mse=float(np.mean((recon - X_test) ** 2)),
+    )
+
+
+def time_pca(X_train, X_test):
+    start = time.perf_counter()
+    pca = PCA(ARCHITECTURE["n_components"], random_state=0).fit(X_train)
+    fit_time = time.perf_counter() - start
+    recon = pca.inverse_transform(pca.transform(X_test))
+    result = dict(fit_time=fit_time, test_mse=float(np.mean((recon - X_test) ** 2)))
+    result.update(time_transform(pca, X_train, X_test))
+    return result
+
+
+def time_transform(model, X_train, X_test):
+    """Transform throughput over train + test, and the peak extra resident memory it took."""
+    X_all = np.concatenate([X_train, X_test])
+    model.transform(X_all[:1000])  # warm-up
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        model.transform(X_all)
+        seconds = time.perf_counter() - start
+    return dict(
+        transform_seconds=seconds,
+        transform_rows_per_s=len(X_all) / seconds,
+        transform_peak_extra_mb=memory.peak_extra_mb,
+    )
+
+
+class PeakMemory:
+    """Samples this process's resident memory in a thread; reports the peak above the start."""
+
+    def __enter__(self):
+        self._start = _rss_mb()
+        self._peak = self._start
+        self._running = True
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while self._running:
+            self._peak = max(self._peak, _rss_mb())
+            time.sleep(0.002)
+
+    def __exit__(self, *exc):
+        self._running = False
+        self._thread.join()
+        self._peak = max(self._peak, _rss_mb())
+        self.peak_extra_mb = self._peak - self._start
+
+
+def _rss_mb():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _synchronize(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def machine_description(device):
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    description = f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+    description += f"{torch.get_num_threads()} threads"
+    if torch.device(device).type == "cuda":
+        description += f", GPU {torch.cuda.get_device_name(device)}"
+    return description
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-home", default=None)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per run")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating rounds")
+    parser.add_argument("--n-train", type=int, default=60000)
+    parser.add_argument("--no-skorch", action="store_true")
+    parser.add_argument("--output", type=Path, default=None, help="write the results as JSON")
+    args = parser.parse_args(argv)
+
+    X_train, X_test, dataset = load_data(args.data_home, args.n_train)
+    device = torch.device(args.device)
+    runners = {"plain": time_plain_loop, "skae": time_skae}
+    if not args.no_skorch:
+        try:
+            import skorch  # noqa: F401
+
+            runners["skorch"] = time_skorch
+        except ImportError:
+            print("skorch is not installed: skipping it (pip install skorch).")
+    print(f"# Speed on {dataset} ({len(X_train)} train rows), {machine_description(device)}")
+    runs = {name: [] for name in runners}
+    for round_index in range(args.repeats):
+        for name, runner in runners.items():
+            runs[name].append(runner(X_train, X_test, args.epochs, device, seed=round_index))
+            epoch = statistics.median(runs[name][-1]["epoch_times"])
+            print(f"  round {round_index + 1} {name}: {epoch:.3f} s/epoch", file=sys.stderr)
+    pca = time_pca(X_train, X_test)
+    report(runs, pca, args, dataset, device)
+
+
+def report(runs, pca, args, dataset, device):
+    # The first epoch carries one-off costs (allocation, warm-up), reported but not in medians.
+    def median_epoch(name):
+        times = [t for run in runs[name] for t in run["epoch_times"][1:]] or [
+            t for run in runs[name] for t in run["epoch_times"]
+        ]
+        return statistics.median(times)
+
+    plain = median_epoch("plain")
+    rows = []
+    for name, name_runs in runs.items():
+        last = name_runs[-1]
+        rows.append(
+            dict(
+                method=name,
+                s_per_epoch=median_epoch(name),
+                vs_plain=median_epoch(name) / plain,
+                train_loss=last["train_loss"],
+                test_mse_per_pixel=last["test_mse"],
+                transform_rows_per_s=last.get("transform_rows_per_s"),
+                transform_peak_extra_mb=last.get("transform_peak_extra_mb"),
+            )
+        )
+    rows.append(
+        dict(
+            method="pca",
+            s_per_epoch=pca["fit_time"],
+            vs_plain=None,
+            train_loss=None,
+            test_mse_per_pixel=pca["test_mse"],
+            transform_rows_per_s=pca["transform_rows_per_s"],
+            transform_peak_extra_mb=pca["transform_peak_extra_mb"],
+        )
+    )
+    columns = list(rows[0])
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(_fmt(row[c]) for c in columns) + " |")
+    skae_transform = rows[1]["transform_rows_per_s"]
+    print(
+        f"\nskae epoch time is {rows[1]['vs_plain']:.2f}x the plain loop's; "
+        f"transform of {len(runs['skae'][0]) and 'all'} rows is "
+        f"{pca['transform_rows_per_s'] / skae_transform:.1f}x PCA's time. "
+        f"(pca's s_per_epoch column is its whole fit.) {args.epochs} epochs x {args.repeats} "
+        f"rounds, batch {BATCH_SIZE}, device {device}, data {dataset}."
+    )
+    if args.output:
+        payload = dict(machine=machine_description(device), dataset=dataset, args=vars(args))
+        payload["rows"] = rows
+        args.output.write_text(json.dumps(payload, indent=2, default=str))
+
+
+def _fmt(value):
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Everything that needs a GPU, in one go (about 3-5 minutes): the CUDA tests, then the speed
+# benchmark on CUDA against the plain loop on the same GPU. Run from the repository root on a
+# machine with CUDA:  bash benchmarks/gpu_check.sh [DATA_HOME]
+set -uo pipefail
+data_home=${1:-../shared/data}
+status=0
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+python -m pytest -m cuda tests/test_cuda.py -q -p no:cacheprovider || status=1
+python benchmarks/bench_speed.py --device cuda --data-home "$data_home" --epochs 5 --repeats 2 \
+    --no-skorch || status=1
+exit $status
