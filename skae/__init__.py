@@ -1,8 +1,9 @@
 """skae: autoencoders as scikit-learn transformers, a nonlinear drop-in for PCA."""
 
 from ._autoencoder import AutoEncoderTransformer
+from ._persistence import load
 from ._vae import VariationalAutoEncoderTransformer
 
 __version__ = "0.1.0"
 
-__all__ = ["AutoEncoderTransformer", "VariationalAutoEncoderTransformer", "__version__"]
+__all__ = ["AutoEncoderTransformer", "VariationalAutoEncoderTransformer", "load", "__version__"]

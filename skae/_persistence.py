@@ -1,0 +1,482 @@
+"""Model files that hold no pickle: ``BaseAutoEncoder.save`` and ``skae.load``.
+
+A skae model file is one safetensors file: an 8-byte little-endian header length, a JSON header,
+then the raw tensor bytes. Reading it runs no code from the file (unlike pickle or
+``torch.load``). It holds
+
+* tensors, all float32: ``encoder_.<key>`` and ``decoder_.<key>`` (the modules' state dicts),
+  ``input_offset_``, and ``_optimizer.<i>.<key>`` (the optimizer's state for parameter ``i``:
+  Adam's ``step``, ``exp_avg`` and ``exp_avg_sq``), so that ``partial_fit`` continues exactly
+  where it stopped;
+* one entry ``"skae"`` in the header's ``__metadata__``: a JSON document with ``format``
+  (``"skae-model"``), ``format_version``, ``skae_version``, ``estimator`` (the class name),
+  ``params`` (``get_params()``) and ``fitted`` (the fitted attributes other than tensors).
+  Tuples are written as ``{"__tuple__": [...]}`` so that they come back as tuples. The
+  optimizer's options (learning rate, fused kernels) are not stored: as when training resumes
+  in ``partial_fit``, they are those of a new optimizer for the device the model lands on.
+
+Loading builds the estimator from a fixed registry of skae classes, rebuilds its network from
+the stored parameters and checks every stored tensor's name, shape and dtype against it before
+loading any weights.
+"""
+
+import json
+import math
+import numbers
+import os
+import secrets
+import warnings
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as _serialize
+from sklearn.base import clone
+from sklearn.utils.validation import check_is_fitted
+
+FORMAT = "skae-model"
+FORMAT_VERSION = 1
+_METADATA_KEY = "skae"
+_MODULE_NAMES = ("encoder_", "decoder_")
+_OPTIMIZER_PREFIX = "_optimizer."
+# safetensors' own limit on the JSON header: a longer "header" means this is another format.
+_MAX_HEADER_BYTES = 100_000_000
+
+
+def _registry():
+    # Imported here: the estimator modules import _base, which imports this module lazily.
+    from ._autoencoder import AutoEncoderTransformer
+    from ._vae import VariationalAutoEncoderTransformer
+
+    return {
+        "AutoEncoderTransformer": AutoEncoderTransformer,
+        "VariationalAutoEncoderTransformer": VariationalAutoEncoderTransformer,
+    }
+
+
+# -- saving ------------------------------------------------------------------------------------
+
+
+def save(estimator, path):
+    """Write a fitted skae estimator to ``path`` (see ``BaseAutoEncoder.save``)."""
+    name = type(estimator).__name__
+    if _registry().get(name) is not type(estimator):
+        raise TypeError(
+            f"Only skae's own estimators can be saved, not {type(estimator).__qualname__}."
+        )
+    check_is_fitted(estimator)
+    modules = {module_name: getattr(estimator, module_name) for module_name in _MODULE_NAMES}
+    # The file is read back by rebuilding the network from the parameters: parameters changed
+    # after fit (n_components, hidden_layer_sizes, activation) would not describe these weights.
+    expected = _build(estimator, estimator.n_features_in_, estimator.output_activation_)
+    for module_name, module in modules.items():
+        if repr(module) != repr(expected[module_name]) or _shapes(module) != _shapes(
+            expected[module_name]
+        ):
+            raise ValueError(
+                f"Cannot save {name}: its parameters no longer describe the fitted network "
+                f"({module_name} differs), so the file could not be read back. Were "
+                "n_components, hidden_layer_sizes or activation changed after fit? Set them "
+                "back, or fit again."
+            )
+
+    tensors = {}
+    for module_name, module in modules.items():
+        for key, value in module.state_dict().items():
+            tensors[f"{module_name}.{key}"] = _cpu_float32(value)
+    tensors["input_offset_"] = _cpu_float32(torch.as_tensor(estimator.input_offset_))
+    optimizer_state = estimator._optimizer.state_dict()
+    for index, state in optimizer_state["state"].items():
+        for key, value in state.items():
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(
+                    f"Cannot save the optimizer's state {key!r}={value!r}: only tensors are "
+                    "supported."
+                )
+            tensors[f"{_OPTIMIZER_PREFIX}{index}.{key}"] = _cpu_float32(value)
+
+    feature_names = getattr(estimator, "feature_names_in_", None)
+    document = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "skae_version": _skae_version(),
+        "estimator": name,
+        "params": {
+            key: _jsonable_param(key, value)
+            for key, value in estimator.get_params(deep=False).items()
+        },
+        "fitted": {
+            "n_features_in_": int(estimator.n_features_in_),
+            "feature_names_in_": None if feature_names is None else [str(f) for f in feature_names],
+            "n_iter_": int(estimator.n_iter_),
+            "loss_curve_": [float(v) for v in estimator.loss_curve_],
+            "validation_scores_": (
+                None
+                if estimator.validation_scores_ is None
+                else [float(v) for v in estimator.validation_scores_]
+            ),
+            "best_loss_": float(estimator.best_loss_),
+            "output_activation_": str(estimator.output_activation_),
+            "input_scale_": float(estimator.input_scale_),
+            "device_": str(estimator.device_),
+            "_seed": int(estimator._seed),
+        },
+    }
+    data = _serialize(tensors, metadata={_METADATA_KEY: json.dumps(document)})
+    _write_atomically(os.fspath(path), data)
+
+
+def _write_atomically(path, data):
+    """Write ``data`` to a new file beside ``path`` and rename it into place.
+
+    Readers see the old file or the whole new one, never a partial one, and a failure
+    removes the temporary file.
+    """
+    directory, base = os.path.split(os.path.abspath(path))
+    temporary = os.path.join(directory, f".{base}.{secrets.token_hex(8)}.tmp")
+    # 0o666 and the umask, as for any new file (mkstemp would make it private to the user).
+    fd = os.open(
+        temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666
+    )
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _jsonable_param(key, value):
+    if key == "random_state" and isinstance(value, (np.random.RandomState, np.random.Generator)):
+        warnings.warn(
+            f"random_state={value!r} cannot be stored in a model file; it is saved as None. "
+            "It only matters to a future fit from scratch: pass an int for reproducible ones.",
+            UserWarning,
+            stacklevel=4,
+        )
+        return None
+    return _to_json(value, key)
+
+
+def _to_json(value, what):
+    """``value`` as JSON-able data: tuples tagged, numpy scalars and arrays as Python values."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, np.generic):
+        return _to_json(value.item(), what)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, tuple):
+        return {"__tuple__": [_to_json(v, what) for v in value]}
+    if isinstance(value, (list, np.ndarray)):
+        return [_to_json(v, what) for v in value]
+    if isinstance(value, torch.device):
+        return str(value)
+    raise TypeError(f"{what}={value!r} cannot be stored in a skae model file.")
+
+
+def _from_json(value):
+    if isinstance(value, dict):
+        if set(value) == {"__tuple__"} and isinstance(value["__tuple__"], list):
+            return tuple(_from_json(v) for v in value["__tuple__"])
+        return {key: _from_json(v) for key, v in value.items()}
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
+    return value
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+
+def load(path):
+    """Load an estimator saved with its ``save`` method.
+
+    Nothing in the file is executed: the estimator class is looked up by name among skae's own,
+    the network is rebuilt from the stored parameters, and every stored tensor is checked
+    against it before the weights are loaded. Pickles, ``torch.save`` files and other files
+    are refused. A model fitted on a GPU that is not available here is loaded onto the CPU,
+    with a warning.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by ``AutoEncoderTransformer.save`` or
+        ``VariationalAutoEncoderTransformer.save``.
+
+    Returns
+    -------
+    estimator : AutoEncoderTransformer or VariationalAutoEncoderTransformer
+        The fitted estimator, with the same parameters, weights and optimizer state: its
+        transforms equal the saved estimator's, and ``partial_fit`` continues its training.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a skae model file, is in another format version, or its tensors
+        do not match its parameters.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os, skae
+    >>> X = np.random.default_rng(0).random((50, 6))
+    >>> ae = skae.AutoEncoderTransformer(n_components=2, hidden_layer_sizes=(8,), max_iter=2,
+    ...                                  random_state=0, device="cpu").fit(X)
+    >>> path = os.path.join(tempfile.mkdtemp(), "ae.safetensors")
+    >>> ae.save(path)
+    >>> np.array_equal(skae.load(path).transform(X), ae.transform(X))
+    True
+    """
+    path = os.fspath(path)
+    _check_header(path)
+    try:
+        with safe_open(path, framework="pt", device="cpu") as file:
+            metadata = file.metadata() or {}
+            if _METADATA_KEY not in metadata:
+                raise ValueError(
+                    f"{path!r} is not a skae model file: it is a safetensors file without skae's "
+                    "metadata."
+                )
+            document = _parse_document(path, metadata[_METADATA_KEY])
+            tensors = {key: file.get_tensor(key) for key in file.keys()}
+    except SafetensorError as error:
+        raise ValueError(f"{path!r} is not a skae model file: {error}") from None
+    try:
+        return _restore(document, tensors)
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"{path!r} is a damaged skae model file: {error!r}") from None
+
+
+def _check_header(path):
+    """Refuse anything that does not start like a safetensors file (pickles, torch.save zips)."""
+    with open(path, "rb") as file:
+        prefix = file.read(9)
+        size = os.fstat(file.fileno()).st_size
+    if len(prefix) < 9:
+        raise ValueError(f"{path!r} is not a skae model file: it is too short.")
+    header_bytes = int.from_bytes(prefix[:8], "little")
+    if header_bytes > min(size - 8, _MAX_HEADER_BYTES) or prefix[8:9] != b"{":
+        raise ValueError(
+            f"{path!r} is not a skae model file (skae writes safetensors files; pickles and "
+            "torch.save files are never loaded)."
+        )
+
+
+def _parse_document(path, text):
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise ValueError(f"{path!r} is not a skae model file: its metadata is not JSON.") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise ValueError(f"{path!r} is not a skae model file: its metadata has no skae format tag.")
+    version = document.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{path!r} is a skae model file in format version {version!r}, written by skae "
+            f"{document.get('skae_version')!r}; this skae ({_skae_version()}) reads format "
+            f"version {FORMAT_VERSION} only."
+        )
+    return _from_json(document)
+
+
+def _restore(document, tensors):
+    registry = _registry()
+    name = document["estimator"]
+    if not isinstance(name, str) or name not in registry:
+        raise ValueError(
+            f"Unknown estimator {name!r} in the model file; skae loads only "
+            f"{', '.join(sorted(registry))}."
+        )
+    cls = registry[name]
+    params = document["params"]
+    expected_params = set(cls().get_params(deep=False))
+    if not isinstance(params, dict) or set(params) != expected_params:
+        raise ValueError(
+            f"The model file's parameters for {name} are not {name}'s parameters: "
+            f"unexpected {sorted(set(params) - expected_params)}, missing "
+            f"{sorted(expected_params - set(params))}."
+        )
+    estimator = cls(**params)
+    # All parameters are checked as fit would, except the device: a model fitted on a GPU must
+    # load on a machine without one.
+    try:
+        clone(estimator).set_params(device="cpu")._check_params()
+    except ValueError as error:
+        raise ValueError(f"The model file holds an invalid parameter: {error}") from None
+
+    fitted = document["fitted"]
+    n_features = _expect_int(fitted, "n_features_in_", low=1)
+    n_iter = _expect_int(fitted, "n_iter_", low=0)
+    seed = _expect_int(fitted, "_seed", low=0)
+    loss_curve = _expect_floats(fitted, "loss_curve_")
+    validation_scores = (
+        None
+        if fitted["validation_scores_"] is None
+        else _expect_floats(fitted, "validation_scores_")
+    )
+    best_loss = _expect_float(fitted, "best_loss_")
+    input_scale = _expect_float(fitted, "input_scale_")
+    if not (0 < input_scale < math.inf):
+        raise ValueError(f"Invalid input_scale_={input_scale!r} in the model file.")
+    output_activation = fitted["output_activation_"]
+    if output_activation not in ("sigmoid", "identity"):
+        raise ValueError(f"Invalid output_activation_={output_activation!r} in the model file.")
+    feature_names = fitted["feature_names_in_"]
+    if feature_names is not None and (
+        not isinstance(feature_names, list)
+        or len(feature_names) != n_features
+        or not all(isinstance(f, str) for f in feature_names)
+    ):
+        raise ValueError(
+            f"Invalid feature_names_in_ in the model file: expected {n_features} strings."
+        )
+
+    modules = _build(estimator, n_features, output_activation)
+    expected = {
+        f"{module_name}.{key}": value
+        for module_name, module in modules.items()
+        for key, value in module.state_dict().items()
+    }
+    expected["input_offset_"] = torch.empty(n_features)
+    stored = {key: value for key, value in tensors.items() if not key.startswith(_OPTIMIZER_PREFIX)}
+    _check_tensors(stored, expected, f"{name}(**params) with {n_features} features")
+    for module_name, module in modules.items():
+        prefix = f"{module_name}."
+        module.load_state_dict(
+            {k[len(prefix) :]: v for k, v in stored.items() if k.startswith(prefix)}, strict=True
+        )
+
+    device = _restore_device(fitted["device_"], estimator.device)
+    modules = {module_name: module.to(device) for module_name, module in modules.items()}
+    parameters = [p for module in modules.values() for p in module.parameters()]
+    optimizer = estimator._make_optimizer(parameters, device)
+    # As partial_fit resumes: the stored moments, this device's own optimizer options.
+    optimizer.load_state_dict(
+        {
+            "state": _optimizer_state(parameters, tensors),
+            "param_groups": optimizer.state_dict()["param_groups"],
+        }
+    )
+
+    for module_name, module in modules.items():
+        setattr(estimator, module_name, module)
+    estimator._optimizer = optimizer
+    estimator._seed = seed
+    estimator.device_ = device
+    estimator.output_activation_ = output_activation
+    estimator.input_offset_ = stored["input_offset_"].numpy()
+    estimator.input_scale_ = input_scale
+    estimator.n_iter_ = n_iter
+    estimator.loss_curve_ = loss_curve
+    estimator.validation_scores_ = validation_scores
+    estimator.best_loss_ = best_loss
+    estimator.n_features_in_ = n_features
+    if feature_names is not None:
+        estimator.feature_names_in_ = np.asarray(feature_names, dtype=object)
+    return estimator
+
+
+def _check_tensors(stored, expected, described):
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"The model file's tensors do not match {described}: missing {missing}, "
+            f"unexpected {unexpected}."
+        )
+    for key, value in expected.items():
+        if stored[key].shape != value.shape or stored[key].dtype != torch.float32:
+            raise ValueError(
+                f"The model file's tensor {key!r} has shape {tuple(stored[key].shape)} and dtype "
+                f"{stored[key].dtype}, but {described} needs shape {tuple(value.shape)} and "
+                "dtype torch.float32."
+            )
+
+
+def _optimizer_state(parameters, tensors):
+    """The optimizer's per-parameter state from the file, each tensor checked."""
+    state = {}
+    for key, value in tensors.items():
+        if not key.startswith(_OPTIMIZER_PREFIX):
+            continue
+        index_text, _, state_key = key[len(_OPTIMIZER_PREFIX) :].partition(".")
+        if not index_text.isdigit() or int(index_text) >= len(parameters) or not state_key:
+            raise ValueError(f"Unexpected optimizer tensor {key!r} in the model file.")
+        shape = parameters[int(index_text)].shape
+        if value.dtype != torch.float32 or value.shape not in (torch.Size([]), shape):
+            raise ValueError(
+                f"The model file's optimizer tensor {key!r} has shape {tuple(value.shape)}; "
+                f"expected () or {tuple(shape)}."
+            )
+        state.setdefault(int(index_text), {})[state_key] = value
+    return state
+
+
+def _restore_device(stored, requested):
+    """The stored device when it is available here, else the CPU with a warning."""
+    from ._validation import resolve_device
+
+    if not isinstance(stored, str):
+        raise ValueError(f"Invalid device_={stored!r} in the model file.")
+    try:
+        return resolve_device(stored)
+    except ValueError:
+        hint = ""
+        if str(requested) not in ("auto", "cpu"):
+            hint = f" Set device='cpu' (it is {requested!r}) to train it further here."
+        warnings.warn(
+            f"This model was fitted on {stored}, which is not available here; it was loaded "
+            f"onto the CPU.{hint}",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return torch.device("cpu")
+
+
+def _build(estimator, n_features, output_activation):
+    # The seed is irrelevant: only the shapes and layer types of the result are used.
+    return estimator._build_modules(n_features, output_activation, torch.Generator().manual_seed(0))
+
+
+def _shapes(module):
+    return {key: tuple(value.shape) for key, value in module.state_dict().items()}
+
+
+def _cpu_float32(tensor):
+    return tensor.detach().to(device="cpu", dtype=torch.float32).contiguous()
+
+
+def _expect_int(fitted, key, *, low):
+    value = fitted[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"Invalid {key}={value!r} in the model file: expected an int >= {low}.")
+    return value
+
+
+def _expect_float(fitted, key):
+    value = fitted[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ValueError(f"Invalid {key}={value!r} in the model file: expected a number.")
+    return float(value)
+
+
+def _expect_floats(fitted, key):
+    values = fitted[key]
+    if not isinstance(values, list) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+    ):
+        raise ValueError(f"Invalid {key} in the model file: expected a list of numbers.")
+    return [float(v) for v in values]
+
+
+def _skae_version():
+    from . import __version__
+
+    return __version__
