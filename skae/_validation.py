@@ -32,6 +32,9 @@ def check_float(name, value, *, low=None, high=None, low_open=False, high_open=F
 
 def check_option(name, value, options):
     """Return ``value`` if it is one of ``options``, else raise a ValueError listing them."""
+    if isinstance(value, np.bool_):
+        # numpy's booleans (from a grid built with numpy) stand for Python's.
+        value = bool(value)
     if not any(value is opt or (isinstance(value, str) and value == opt) for opt in options):
         listed = ", ".join(repr(opt) for opt in options)
         raise ValueError(f"{name}={value!r} is invalid: expected one of {listed}.")
@@ -41,7 +44,11 @@ def check_option(name, value, options):
 def check_hidden_layer_sizes(value):
     """Return the hidden layer sizes as a tuple of positive ints."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        value = (value,)
+        # The estimators build their layers from the parameter itself, which must be a sequence.
+        raise ValueError(
+            f"hidden_layer_sizes={value!r} is invalid: expected a sequence of integers >= 1, "
+            f"such as ({value},) for one hidden layer."
+        )
     try:
         sizes = tuple(value)
     except TypeError:
