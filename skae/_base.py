@@ -260,78 +260,53 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         return torch.optim.Adam(parameters, lr=self.learning_rate_init, fused=fused)
 
     def _train(self, training, X, *, max_epochs, stopping_rules):
+        """Train ``training`` on X for up to ``max_epochs``, then adopt it as the fitted state.
+
+        ``stopping_rules`` (fit, not partial_fit) turns on early stopping, the plateau rule,
+        the learning-rate schedule and the convergence warning.
+        """
         rows = Rows(X, training.scaling, training.device)
         validation = None
         if stopping_rules and self.early_stopping:
             rows, validation = _split_validation(rows, self.validation_fraction, training.seed)
             training.validation_scores = []
-            best_state = None
         # The cosine schedule spans this call's max_epochs; partial_fit has no horizon.
-        steps_per_epoch = -(-rows.n_rows // self.batch_size)
         rates = learning_rates(
             self.learning_rate_init,
             self.learning_rate if stopping_rules else "constant",
-            max_epochs * steps_per_epoch,
+            max_epochs * -(-rows.n_rows // self.batch_size),
         )
         step = self._make_step(training)
-        epochs_this_call = 0
-        interrupted = False
-        progress = tqdm(
-            range(max_epochs),
-            disable=self.verbose < 1,
-            desc=type(self).__name__,
-            unit="epoch",
-            leave=True,
-        )
-        try:
-            for _ in progress:
-                epoch_seed = training.seed + training.n_iter
-                training.noise_generator = torch.Generator(training.device).manual_seed(epoch_seed)
-                loss = float(run_epoch(step, rows, self.batch_size, epoch_seed, rates))
-                if not np.isfinite(loss):
-                    raise FloatingPointError(
-                        f"The training loss became {loss} in epoch {training.n_iter + 1}: "
-                        "training diverged. Try a smaller learning_rate_init (it is "
-                        f"{self.learning_rate_init}) or scale the input features. The "
-                        "estimator was left as it was before this call."
-                    )
-                training.n_iter += 1
-                epochs_this_call += 1
-                training.loss_curve.append(loss)
-                monitored = loss
-                if validation is not None:
-                    monitored = self._mean_squared_error(training, validation)
-                    training.validation_scores.append(-monitored)
-                if monitored < training.best_loss - self.tol * abs(training.best_loss):
-                    training.epochs_without_improvement = 0
-                else:
-                    training.epochs_without_improvement += 1
-                if monitored < training.best_loss:
-                    training.best_loss = monitored
-                    if validation is not None:
-                        best_state = _state_dicts(training.modules)
-                progress.set_postfix(loss=f"{loss:.4g}", refresh=False)
-                if stopping_rules and training.epochs_without_improvement >= self.n_iter_no_change:
-                    break
-        except KeyboardInterrupt:
-            interrupted = True
-            warnings.warn(
-                f"Training was interrupted in epoch {training.n_iter + 1}; the estimator keeps "
-                "the weights of the last completed batch and can be used or trained further.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        finally:
-            progress.close()
-        if validation is not None and best_state is not None:
+        epochs, interrupted, best_weights = 0, False, None
+        with tqdm(
+            range(max_epochs), disable=self.verbose < 1, desc=type(self).__name__, unit="epoch"
+        ) as progress:
+            try:
+                for _ in progress:
+                    loss = self._train_epoch(training, step, rows, rates)
+                    epochs += 1
+                    if self._record_epoch(training, loss, validation) and validation is not None:
+                        best_weights = _state_dicts(training.modules)
+                    progress.set_postfix(loss=f"{loss:.4g}", refresh=False)
+                    if (
+                        stopping_rules
+                        and training.epochs_without_improvement >= self.n_iter_no_change
+                    ):
+                        break
+            except KeyboardInterrupt:
+                interrupted = True
+                warnings.warn(
+                    f"Training was interrupted in epoch {training.n_iter + 1}; the estimator "
+                    "keeps the weights of the last completed batch and can be used or trained "
+                    "further.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+        if best_weights is not None:
             for name, module in training.modules.items():
-                module.load_state_dict(best_state[name])
-        if (
-            stopping_rules
-            and not interrupted
-            and epochs_this_call == max_epochs
-            and training.epochs_without_improvement == 0
-        ):
+                module.load_state_dict(best_weights[name])
+        still_improving = training.epochs_without_improvement == 0
+        if stopping_rules and not interrupted and epochs == max_epochs and still_improving:
             warnings.warn(
                 f"{type(self).__name__} reached max_iter={self.max_iter} epochs while the "
                 f"loss was still falling by more than tol={self.tol}; consider raising max_iter.",
@@ -339,6 +314,37 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 stacklevel=3,
             )
         self._adopt(training)
+
+    def _train_epoch(self, training, step, rows, rates):
+        """One pass over ``rows``; its mean loss, which must be finite."""
+        seed = training.seed + training.n_iter
+        training.noise_generator = torch.Generator(training.device).manual_seed(seed)
+        loss = float(run_epoch(step, rows, self.batch_size, seed, rates))
+        if not np.isfinite(loss):
+            raise FloatingPointError(
+                f"The training loss became {loss} in epoch {training.n_iter + 1}: training "
+                f"diverged. Try a smaller learning_rate_init (it is {self.learning_rate_init}) "
+                "or scale the input features. The estimator was left as it was before this call."
+            )
+        training.n_iter += 1
+        training.loss_curve.append(loss)
+        return loss
+
+    def _record_epoch(self, training, loss, validation):
+        """Update the stopping rules' bookkeeping; return whether the monitored loss (validation
+        MSE with early stopping, else the training loss) reached a new best."""
+        monitored = loss
+        if validation is not None:
+            monitored = self._mean_squared_error(training, validation)
+            training.validation_scores.append(-monitored)
+        if monitored < training.best_loss - self.tol * abs(training.best_loss):
+            training.epochs_without_improvement = 0
+        else:
+            training.epochs_without_improvement += 1
+        if monitored >= training.best_loss:
+            return False
+        training.best_loss = monitored
+        return True
 
     def _make_step(self, training):
         """The optimizer step on one batch: the innermost piece of the loop."""
