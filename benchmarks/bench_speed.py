@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import threading
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import announce_fallback, describe_machine, load_dataset, machine_info
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from torch import nn
@@ -39,21 +39,6 @@ from skae import AutoEncoderTransformer
 ARCHITECTURE = dict(n_components=64, hidden_layer_sizes=(256, 128))
 BATCH_SIZE = 128
 LEARNING_RATE = 1e-3
-
-
-def load_data(data_home, n_train):
-    try:
-        from skae.datasets import load_mnist
-
-        data = load_mnist(data_home=data_home, download=False)
-        X_train, X_test, name = data.X_train, data.X_test, "mnist"
-    except OSError as error:
-        print(f"MNIST not found ({error.__class__.__name__}); using scikit-learn's digits.")
-        from sklearn.datasets import load_digits
-
-        X = (load_digits().data / 16.0).astype(np.float32)
-        X_train, X_test, name = X[:1500], X[1500:], "digits"
-    return X_train[:n_train], X_test, name
 
 
 def design_modules(n_features, generator):
@@ -215,23 +200,10 @@ def _synchronize(device):
         torch.cuda.synchronize()
 
 
-def machine_description(device):
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    description = f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-    description += f"{torch.get_num_threads()} threads"
-    if torch.device(device).type == "cuda":
-        description += f", GPU {torch.cuda.get_device_name(device)}"
-    return description
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-home", default=None)
+    parser.add_argument("--no-download", action="store_true", help="never download MNIST")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--epochs", type=int, default=5, help="epochs per run")
     parser.add_argument("--repeats", type=int, default=2, help="alternating rounds")
@@ -240,8 +212,11 @@ def main(argv=None):
     parser.add_argument("--output", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
 
-    X_train, X_test, dataset = load_data(args.data_home, args.n_train)
+    data = load_dataset("mnist", args.data_home, download=not args.no_download)
+    announce_fallback(data)
+    X_train, X_test, dataset = data.X_train[: args.n_train], data.X_test, data.name
     device = torch.device(args.device)
+    machine = describe_machine(machine_info(args.device))
     runners = {"plain": time_plain_loop, "skae": time_skae}
     if not args.no_skorch:
         try:
@@ -250,7 +225,7 @@ def main(argv=None):
             runners["skorch"] = time_skorch
         except ImportError:
             print("skorch is not installed: skipping it (pip install skorch).")
-    print(f"# Speed on {dataset} ({len(X_train)} train rows), {machine_description(device)}")
+    print(f"# Speed on {dataset} ({len(X_train)} train rows), {machine}")
     runs = {name: [] for name in runners}
     for round_index in range(args.repeats):
         for name, runner in runners.items():
@@ -258,10 +233,10 @@ def main(argv=None):
             epoch = statistics.median(runs[name][-1]["epoch_times"])
             print(f"  round {round_index + 1} {name}: {epoch:.3f} s/epoch", file=sys.stderr)
     pca = time_pca(X_train, X_test)
-    report(runs, pca, args, dataset, device)
+    report(runs, pca, args, dataset, device, machine)
 
 
-def report(runs, pca, args, dataset, device):
+def report(runs, pca, args, dataset, device, machine):
     # The first epoch carries one-off costs (allocation, warm-up), reported but not in medians.
     def median_epoch(name):
         times = [t for run in runs[name] for t in run["epoch_times"][1:]] or [
@@ -303,13 +278,13 @@ def report(runs, pca, args, dataset, device):
     skae_transform = rows[1]["transform_rows_per_s"]
     print(
         f"\nskae epoch time is {rows[1]['vs_plain']:.2f}x the plain loop's; "
-        f"transform of {len(runs['skae'][0]) and 'all'} rows is "
+        f"transform of train + test takes "
         f"{pca['transform_rows_per_s'] / skae_transform:.1f}x PCA's time. "
         f"(pca's s_per_epoch column is its whole fit.) {args.epochs} epochs x {args.repeats} "
         f"rounds, batch {BATCH_SIZE}, device {device}, data {dataset}."
     )
     if args.output:
-        payload = dict(machine=machine_description(device), dataset=dataset, args=vars(args))
+        payload = dict(machine=machine, dataset=dataset, args=vars(args))
         payload["rows"] = rows
         args.output.write_text(json.dumps(payload, indent=2, default=str))
 
