@@ -24,8 +24,17 @@ from skae import AutoEncoderTransformer
 
 
 def small_ae(**params):
+    # Pinned rather than the library's defaults (tuned for MNIST-sized data): these small
+    # fits need the smaller batches' extra steps.
     defaults = dict(
-        n_components=8, hidden_layer_sizes=(32,), max_iter=10, random_state=0, device="cpu"
+        n_components=8,
+        hidden_layer_sizes=(32,),
+        max_iter=10,
+        batch_size=128,
+        learning_rate_init=1e-3,
+        learning_rate="constant",
+        random_state=0,
+        device="cpu",
     )
     return AutoEncoderTransformer(**{**defaults, **params})
 
