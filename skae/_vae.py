@@ -22,7 +22,7 @@ class VariationalAutoEncoderTransformer(BaseAutoEncoder):
     ----------
     n_components : int, default=16
         Size of the latent codes.
-    hidden_layer_sizes : tuple of int, default=(512, 256)
+    hidden_layer_sizes : tuple of int, default=(256, 128)
         Widths of the encoder's hidden layers; the decoder uses them in reverse.
     activation : str, default="leaky_relu"
         Activation of the hidden layers (see AutoEncoderTransformer).
@@ -66,11 +66,11 @@ input_scale_, device_, n_features_in_, feature_names_in_
         self,
         n_components=16,
         *,
-        hidden_layer_sizes=(512, 256),
+        hidden_layer_sizes=(256, 128),
         activation="leaky_relu",
         output_activation="auto",
         beta=1.0,
-        max_iter=16,
+        max_iter=24,
         batch_size=256,
         learning_rate_init=3e-3,
         learning_rate="cosine",
