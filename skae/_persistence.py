@@ -34,10 +34,12 @@ from safetensors.torch import save as _serialize
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
+from ._base import _MODULE_NAMES
+from ._validation import resolve_device
+
 FORMAT = "skae-model"
 FORMAT_VERSION = 1
 _METADATA_KEY = "skae"
-_MODULE_NAMES = ("encoder_", "decoder_")
 _OPTIMIZER_PREFIX = "_optimizer."
 # safetensors' own limit on the JSON header: a longer "header" means this is another format.
 _MAX_HEADER_BYTES = 100_000_000
@@ -421,7 +423,6 @@ def _optimizer_state(parameters, tensors):
 
 def _restore_device(stored, requested):
     """The stored device when it is available here, else the CPU with a warning."""
-    from ._validation import resolve_device
 
     if not isinstance(stored, str):
         raise ValueError(f"Invalid device_={stored!r} in the model file.")
