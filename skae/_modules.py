@@ -28,7 +28,7 @@ def mlp(sizes, activation, *, output_activation="identity", generator=None):
     touches the global random state.
     """
     layers = []
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(_linear(fan_in, fan_out, generator))
         if i < len(sizes) - 2:
             layers.append(ACTIVATIONS[activation]())
