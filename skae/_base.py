@@ -14,13 +14,12 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
-from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
 from ._modules import ACTIVATIONS, OUTPUT_ACTIVATIONS
+from ._scaling import AffineScaling, choose_scaling
 from ._training import (
-    AffineScaling,
     CudaGraphStep,
     Rows,
     TrainingStep,
@@ -212,7 +211,7 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _start(self, X, device):
         """A fresh network, optimizer and input scaling for X."""
         seed = _draw_seed(self.random_state)
-        output_activation, scaling = _choose_output(X, self.output_activation, device)
+        output_activation, scaling = choose_scaling(X, self.output_activation, device)
         generator = torch.Generator().manual_seed(seed)
         modules = self._build_modules(X.shape[1], output_activation, generator)
         modules = {name: module.to(device) for name, module in modules.items()}
@@ -584,29 +583,6 @@ def _draw_seed(random_state):
     return int(
         np.random.default_rng(check_int("random_state", random_state, low=0)).integers(2**31)
     )
-
-
-def _choose_output(X, output_activation, device):
-    """The output layer and the input scaling for training data X.
-
-    Data in [0, 1] (images, proportions, TF-IDF) keep their units and get a sigmoid output, as in
-    the design. Anything else is centred per feature and divided by one overall scale, with a
-    linear output.
-    """
-    x_min, x_max = float(X.min()), float(X.max())
-    if output_activation == "auto":
-        output_activation = "sigmoid" if x_min >= 0.0 and x_max <= 1.0 else "identity"
-    n_features = X.shape[1]
-    if output_activation == "sigmoid":
-        return output_activation, AffineScaling(np.zeros(n_features), 1.0, device)
-    if sp.issparse(X):
-        mean, variance = mean_variance_axis(X.tocsr(), axis=0)
-    else:
-        mean, variance = X.mean(axis=0, dtype=np.float64), X.var(axis=0, dtype=np.float64)
-    # One overall scale: the root mean variance over features (1 for constant data).
-    overall = float(np.sqrt(np.mean(variance)))
-    scale = overall if overall > 1e-12 else 1.0
-    return output_activation, AffineScaling(mean, scale, device)
 
 
 def _split_validation(rows, fraction, seed):

@@ -25,26 +25,6 @@ def as_float32_tensor(array, device):
         return torch.as_tensor(np.asarray(array), dtype=torch.float32).to(device)
 
 
-class AffineScaling:
-    """The map between the user's units and the model's: ``(x - offset) / scale``.
-
-    ``offset`` is per feature, ``scale`` one number for all features: a per-feature scale would
-    blow up constant or near-constant features on new data, and would reweight the loss away
-    from the squared error in the user's units that ``score`` reports.
-    """
-
-    def __init__(self, offset, scale, device):
-        self.offset = torch.as_tensor(offset, dtype=torch.float32, device=device)
-        self.scale = float(scale)
-        self.is_identity = not bool(self.offset.any()) and self.scale == 1.0
-
-    def to_model(self, x):
-        return x if self.is_identity else (x - self.offset) / self.scale
-
-    def to_user(self, x):
-        return x if self.is_identity else torch.addcmul(self.offset, x, x.new_tensor(self.scale))
-
-
 class Rows:
     """Rows of X in the model's units, ready to be taken by index on the device."""
 
