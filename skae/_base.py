@@ -114,9 +114,6 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _check_extra_params(self):
         """Validate the subclass's own parameters (raise ValueError)."""
 
-    def _after_step(self, training):
-        """Called after each optimizer step (for weight constraints)."""
-
     # -- parameters ----------------------------------------------------------------------------
 
     def _check_params(self):
@@ -347,14 +344,10 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     def _make_step(self, training):
         """The optimizer step on one batch: the innermost piece of the loop."""
-        args = (
-            lambda x: self._loss(training, x),
-            training.optimizer,
-            lambda: self._after_step(training),
-        )
+        compute_loss = lambda x: self._loss(training, x)  # noqa: E731
         if training.device.type == "cuda" and not self._draws_random_numbers():
-            return CudaGraphStep(*args, batch_size=self.batch_size)
-        return TrainingStep(*args)
+            return CudaGraphStep(compute_loss, training.optimizer, batch_size=self.batch_size)
+        return TrainingStep(compute_loss, training.optimizer)
 
     def _draws_random_numbers(self):
         """Whether ``_loss`` draws random numbers (which a CUDA graph would replay frozen)."""

@@ -63,10 +63,9 @@ class Rows:
 class TrainingStep:
     """One optimizer step on a batch: forward, loss, backward, update."""
 
-    def __init__(self, compute_loss, optimizer, after_step=lambda: None):
+    def __init__(self, compute_loss, optimizer):
         self.compute_loss = compute_loss
         self.optimizer = optimizer
-        self.after_step = after_step
 
     def set_learning_rate(self, rate):
         for group in self.optimizer.param_groups:
@@ -80,7 +79,6 @@ class TrainingStep:
         loss = self.compute_loss(x)
         loss.backward()
         self.optimizer.step()
-        self.after_step()
         return loss
 
 
@@ -96,8 +94,8 @@ class CudaGraphStep(TrainingStep):
 
     warmup_steps = 3  # eager steps on a side stream before capture, as CUDA graphs require
 
-    def __init__(self, compute_loss, optimizer, after_step, batch_size):
-        super().__init__(compute_loss, optimizer, after_step)
+    def __init__(self, compute_loss, optimizer, batch_size):
+        super().__init__(compute_loss, optimizer)
         self.batch_size = batch_size
         self.graph = None
         self.steps_warmed_up = 0
@@ -131,7 +129,6 @@ class CudaGraphStep(TrainingStep):
             loss = self.compute_loss(self.static_input)
             loss.backward()
             self.optimizer.step()
-            self.after_step()
         self.static_loss = loss
 
 
