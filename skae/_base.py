@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from ._modules import ACTIVATIONS, OUTPUT_ACTIVATIONS
 from ._scaling import AffineScaling, choose_scaling
 from ._training import (
+    INFERENCE_CHUNK_ROWS,
     CudaGraphStep,
     Rows,
     TrainingStep,
@@ -35,6 +36,7 @@ from ._validation import (
     check_int,
     check_option,
     resolve_device,
+    restore_device,
 )
 
 # The torch modules and optimizer that a fit trains. Their names are the fitted attributes.
@@ -456,7 +458,7 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         total = reduce_in_chunks(squared_error, X, self.device_)
         return -total / (X.shape[0] * X.shape[1])
 
-    def _mean_squared_error(self, training, rows, chunk_rows=8192):
+    def _mean_squared_error(self, training, rows, chunk_rows=INFERENCE_CHUNK_ROWS):
         """Reconstruction MSE on ``rows`` (model units): the early-stopping criterion."""
         total = torch.zeros((), dtype=torch.float64, device=training.device)
         with torch.inference_mode():
@@ -533,15 +535,7 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.__dict__.update(state)
         if not self._is_fitted():
             return
-        device = torch.device(state["device_"])
-        if device.type == "cuda" and not torch.cuda.is_available():
-            warnings.warn(
-                f"This model was fitted on {device}, which is not available here; it was "
-                "loaded onto the CPU.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            device = torch.device("cpu")
+        device = restore_device(state["device_"], self.device, stacklevel=2)
         for name in _MODULE_NAMES:
             getattr(self, name).to(device)
         self.device_ = device

@@ -35,7 +35,7 @@ from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import _MODULE_NAMES
-from ._validation import resolve_device
+from ._validation import restore_device
 
 FORMAT = "skae-model"
 FORMAT_VERSION = 1
@@ -423,22 +423,9 @@ def _optimizer_state(parameters, tensors):
 
 def _restore_device(stored, requested):
     """The stored device when it is available here, else the CPU with a warning."""
-
     if not isinstance(stored, str):
         raise ValueError(f"Invalid device_={stored!r} in the model file.")
-    try:
-        return resolve_device(stored)
-    except ValueError:
-        hint = ""
-        if str(requested) not in ("auto", "cpu"):
-            hint = f" Set device='cpu' (it is {requested!r}) to train it further here."
-        warnings.warn(
-            f"This model was fitted on {stored}, which is not available here; it was loaded "
-            f"onto the CPU.{hint}",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-        return torch.device("cpu")
+    return restore_device(stored, requested, stacklevel=4)
 
 
 def _build(estimator, n_features, output_activation):

@@ -1,6 +1,7 @@
 """Checks of estimator parameters, run at fit time (``__init__`` only stores them)."""
 
 import numbers
+import warnings
 
 import numpy as np
 import torch
@@ -93,3 +94,22 @@ def resolve_device(device):
             f"device={device!r} is invalid: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
         )
     return resolved
+
+
+def restore_device(stored, requested, *, stacklevel):
+    """The device a model was fitted on (``stored``) when it is available here, else the CPU
+    with a RuntimeWarning. ``requested`` is the estimator's ``device`` parameter, for the hint;
+    ``stacklevel`` is the caller's, as for ``warnings.warn``."""
+    try:
+        return resolve_device(stored)
+    except ValueError:
+        hint = ""
+        if str(requested) not in ("auto", "cpu"):
+            hint = f" Set device='cpu' (it is {requested!r}) to train it further here."
+        warnings.warn(
+            f"This model was fitted on {stored}, which is not available here; it was loaded "
+            f"onto the CPU.{hint}",
+            RuntimeWarning,
+            stacklevel=stacklevel + 1,
+        )
+        return torch.device("cpu")
