@@ -61,7 +61,7 @@ class Rows:
 
 
 class TrainingStep:
-    """One optimizer step on a batch: forward, loss, backward, update."""
+    """One optimizer step on a batch: forward, loss, backward (by autograd), update."""
 
     def __init__(self, compute_loss, optimizer):
         self.compute_loss = compute_loss
@@ -75,10 +75,15 @@ class TrainingStep:
                 group["lr"] = rate
 
     def __call__(self, x):
+        loss = self.compute_gradients(x)
+        self.optimizer.step()
+        return loss
+
+    def compute_gradients(self, x):
+        """Set each parameter's ``.grad`` to the gradient of the loss on x; return the loss."""
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.compute_loss(x)
         loss.backward()
-        self.optimizer.step()
         return loss
 
 

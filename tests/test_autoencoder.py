@@ -21,6 +21,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skae import AutoEncoderTransformer
+from skae._training import Rows
 
 
 def small_ae(**params):
@@ -259,13 +260,13 @@ def test_last_partial_batch_is_trained_on(digits, monkeypatch):
     X, _ = digits
     ae = small_ae(max_iter=1, batch_size=128)
     batch_sizes = []
-    original = AutoEncoderTransformer._loss
+    original = Rows.take
 
-    def recording_loss(self, training, x):
-        batch_sizes.append(x.shape[0])
-        return original(self, training, x)
+    def recording_take(self, index):
+        batch_sizes.append(index.numel())
+        return original(self, index)
 
-    monkeypatch.setattr(AutoEncoderTransformer, "_loss", recording_loss)
+    monkeypatch.setattr(Rows, "take", recording_take)
     ae.fit(X[:130])
     assert sorted(batch_sizes) == [2, 128]
     batch_sizes.clear()

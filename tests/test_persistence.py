@@ -169,17 +169,20 @@ def test_round_trip_of_unusual_parameters(tmp_path, cls, params):
 def test_interrupted_first_epoch_round_trips(tmp_path):
     # n_iter_ == 0 and best_loss_ == inf: JSON must carry the infinity.
     est = tiny(AutoEncoderTransformer)
-    original_loss = est._loss
+    make_step = est._make_step
 
-    def loss(training, x):
-        if training.n_iter == 0:
-            raise KeyboardInterrupt
-        return original_loss(training, x)
+    def interrupt(x):
+        raise KeyboardInterrupt
 
-    est._loss = loss
+    def interrupted_step(training):
+        step = make_step(training)
+        step.compute_gradients = interrupt  # in the first batch
+        return step
+
+    est._make_step = interrupted_step
     with pytest.warns(RuntimeWarning, match="interrupted"):
         est.fit(X)
-    del est._loss
+    del est._make_step
     est.save(tmp_path / "model.safetensors")
     loaded = skae.load(tmp_path / "model.safetensors")
     assert loaded.n_iter_ == 0 and loaded.best_loss_ == np.inf and loaded.loss_curve_ == []

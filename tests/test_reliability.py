@@ -375,16 +375,34 @@ def test_small_and_odd_inputs_work(cls, data):
 # -- divergence --------------------------------------------------------------------------------
 
 
+def patch_gradients(est, replacement):
+    """Make every training step of ``est`` call ``replacement(training, compute_gradients, x)``
+    for its gradients and loss, whichever kind of step (autograd or hand-written) it is."""
+    make_step = est._make_step
+
+    def patched_make_step(training):
+        step = make_step(training)
+        compute_gradients = step.compute_gradients
+        step.compute_gradients = lambda x: replacement(training, compute_gradients, x)
+        return step
+
+    est._make_step = patched_make_step
+
+
 def make_loss_nan_from_epoch(est, epoch):
-    """Patch ``est`` so that its training loss is NaN from ``epoch`` (1-based) on."""
-    original = est._loss
+    """Patch ``est`` so that its training loss and gradients are NaN from ``epoch`` (1-based)
+    on; the NaN gradients reach the weights."""
 
-    def loss(training, x):
-        value = original(training, x)
-        # Multiplying keeps the graph, so the NaN also reaches the gradients and weights.
-        return value * float("nan") if training.n_iter + 1 >= epoch else value
+    def nan_from_epoch(training, compute_gradients, x):
+        loss = compute_gradients(x)
+        if training.n_iter + 1 < epoch:
+            return loss
+        for module in training.modules.values():
+            for parameter in module.parameters():
+                parameter.grad.mul_(float("nan"))
+        return loss * float("nan")
 
-    est._loss = loss
+    patch_gradients(est, nan_from_epoch)
 
 
 @pytest.mark.parametrize("cls", ESTIMATORS)
@@ -433,7 +451,7 @@ def test_divergence_when_continuing_keeps_the_previous_fit(cls, method):
     assert est._optimizer is before_optimizer
     assert_same_weights(optimizer_state(est), before_state)
     assert all(torch.isfinite(w).all() for w in weights(est).values())
-    del est._loss
+    del est._make_step
     est.partial_fit(X)
     assert est.n_iter_ == before_n_iter + 1
     assert np.isfinite(est.transform(X)).all()
@@ -447,9 +465,9 @@ def interrupt_at(est, epoch, batch):
 
     Returns a dict that receives the weights as they were when the interrupt came.
     """
-    original, seen, snapshot = est._loss, {"batches": 0}, {}
+    seen, snapshot = {"batches": 0}, {}
 
-    def loss(training, x):
+    def interrupt(training, compute_gradients, x):
         if training.n_iter + 1 == epoch:
             seen["batches"] += 1
             if seen["batches"] == batch:
@@ -457,9 +475,9 @@ def interrupt_at(est, epoch, batch):
                     for key, value in module.state_dict().items():
                         snapshot[f"{name}.{key}"] = value.detach().clone()
                 raise KeyboardInterrupt
-        return original(training, x)
+        return compute_gradients(x)
 
-    est._loss = loss
+    patch_gradients(est, interrupt)
     return snapshot
 
 
@@ -478,7 +496,7 @@ def test_interrupted_fit_keeps_the_last_batch_and_stays_usable(cls):
     assert len(est.loss_curve_) == 2
     assert_same_weights(weights(est), at_interrupt)
     assert np.isfinite(est.transform(X)).all()
-    del est._loss
+    del est._make_step
     est.partial_fit(X)
     assert est.n_iter_ == 3 and len(est.loss_curve_) == 3
 

@@ -1,0 +1,127 @@
+"""The hand-written backward pass: the same gradients as autograd, and the same training."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from numpy.testing import assert_allclose
+from sklearn.datasets import load_digits
+from torch import nn
+
+from skae import AutoEncoderTransformer, _backprop
+from skae._backprop import BackpropStep, supports
+from skae._modules import ACTIVATIONS, mlp
+from skae._training import TrainingStep
+
+SUPPORTED = ["leaky_relu", "relu", "elu", "tanh"]
+
+
+def autoencoder_layers(activation, output_activation, hidden=(16, 8), seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    encoder = mlp([20, *hidden, 4], activation, generator=generator)
+    decoder = mlp(
+        [4, *reversed(hidden), 20],
+        activation,
+        output_activation=output_activation,
+        generator=generator,
+    )
+    return [*encoder, *decoder]
+
+
+def gradients(step_class, layers, x, corrupt=None):
+    """The loss and parameter gradients that one step of ``step_class`` computes on x."""
+    layers = copy.deepcopy(layers)
+    parameters = [p for layer in layers for p in layer.parameters()]
+    optimizer = torch.optim.Adam(parameters)
+    if step_class is BackpropStep:
+        step = BackpropStep(layers, optimizer, corrupt)
+    else:
+        model = nn.Sequential(*layers)
+        inputs = (lambda x: x) if corrupt is None else corrupt
+        step = TrainingStep(lambda x: F.mse_loss(model(inputs(x)), x), optimizer)
+    loss = step.compute_gradients(x)
+    return float(loss.detach()), [p.grad.clone() for p in parameters]
+
+
+@pytest.mark.parametrize("activation", SUPPORTED)
+@pytest.mark.parametrize("output_activation", ["sigmoid", "identity"])
+@pytest.mark.parametrize("hidden", [(16, 8), ()])
+@pytest.mark.parametrize("noisy", [False, True])
+def test_gradients_equal_autograds(activation, output_activation, hidden, noisy):
+    layers = autoencoder_layers(activation, output_activation, hidden)
+    x = torch.rand(37, 20, generator=torch.Generator().manual_seed(1))
+    noise = 0.3 * torch.randn(37, 20, generator=torch.Generator().manual_seed(2))
+    corrupt = (lambda x: x + noise) if noisy else None
+    loss, grads = gradients(BackpropStep, layers, x, corrupt)
+    expected_loss, expected_grads = gradients(TrainingStep, layers, x, corrupt)
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    assert len(grads) == len(expected_grads) == 2 * (2 * len(hidden) + 2)
+    for grad, expected in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected, rtol=1e-5, atol=1e-7)
+        assert expected.abs().max() > 0  # every gradient is really compared
+
+
+def test_supports_only_what_it_can_differentiate():
+    assert supports(autoencoder_layers("leaky_relu", "sigmoid"))
+    assert supports([nn.Linear(3, 2), nn.Identity()])
+    for activation in sorted(set(ACTIVATIONS) - set(SUPPORTED)):  # need their input
+        assert not supports(autoencoder_layers(activation, "sigmoid"))
+    assert not supports([nn.Linear(3, 2, bias=False)])
+    assert not supports([nn.Tanh(), nn.Linear(3, 2)])
+    assert not supports([nn.Linear(3, 2), nn.Tanh(), nn.Sigmoid()])
+    assert not supports([nn.Linear(3, 2), nn.Dropout()])
+    assert not supports([])
+    with pytest.raises(ValueError, match="cannot train"):
+        BackpropStep([nn.Linear(3, 2), nn.GELU()], optimizer=None)
+
+
+@pytest.fixture(scope="module")
+def X():
+    return (load_digits().data[:400] / 16).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"noise_type": "gaussian", "noise_level": 0.2},
+        {"noise_type": "masking", "noise_level": 0.3, "activation": "tanh"},
+        {"output_activation": "identity", "hidden_layer_sizes": ()},
+    ],
+    ids=["plain", "gaussian-noise", "masking-noise-tanh", "linear"],
+)
+def test_training_matches_autograd_training(X, params, monkeypatch):
+    def fit():
+        defaults = dict(n_components=8, hidden_layer_sizes=(32,), max_iter=4, batch_size=64)
+        return AutoEncoderTransformer(random_state=0, **{**defaults, **params}).fit(X)
+
+    used = []
+    compute_gradients = BackpropStep.compute_gradients
+    monkeypatch.setattr(
+        BackpropStep,
+        "compute_gradients",
+        lambda self, x: used.append(1) or compute_gradients(self, x),
+    )
+    fast = fit()
+    assert len(used) == 4 * 7  # every step of every epoch took the hand-written path
+    monkeypatch.setattr(_backprop, "supports", lambda layers: False)
+    used.clear()
+    reference = fit()
+    assert not used
+    assert_allclose(fast.loss_curve_, reference.loss_curve_, rtol=1e-4)
+    assert_allclose(fast.transform(X), reference.transform(X), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "params", [{"l1_penalty": 0.01}, {"contractive_penalty": 1e-4}, {"activation": "gelu"}]
+)
+def test_other_losses_and_activations_use_autograd(X, params, monkeypatch):
+    def refuse(self, x):
+        raise AssertionError("the hand-written backward pass cannot compute this loss")
+
+    monkeypatch.setattr(BackpropStep, "compute_gradients", refuse)
+    ae = AutoEncoderTransformer(n_components=4, hidden_layer_sizes=(8,), max_iter=1, **params)
+    ae.fit(X)
+    assert ae.n_iter_ == 1
