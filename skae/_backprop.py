@@ -9,7 +9,6 @@ pre-activation is kept.
 """
 
 from collections.abc import Callable
-from itertools import pairwise
 from typing import NamedTuple
 
 import torch
@@ -22,48 +21,47 @@ aten = torch.ops.aten
 
 
 class _Activation(NamedTuple):
-    apply_: Callable  # (module, h) -> h, activated in place
-    input_grad: Callable  # (module, output grad, output) -> input grad
+    apply_: Callable  # h -> h, activated in place
+    input_grad: Callable  # (output grad, output) -> input grad
 
 
+# For each supported activation module, its _Activation with the module's constants bound.
 # GELU and SiLU are missing: their derivatives need the input, not the output.
 _ACTIVATIONS = {
-    nn.ReLU: _Activation(
-        lambda module, h: h.relu_(),
-        lambda module, grad, out: aten.threshold_backward(grad, out, 0),
+    nn.ReLU: lambda module: _Activation(
+        torch.relu_,
+        lambda grad, out: aten.threshold_backward(grad, out, 0),
     ),
-    nn.LeakyReLU: _Activation(
-        lambda module, h: F.leaky_relu_(h, module.negative_slope),
-        lambda module, grad, out: aten.leaky_relu_backward(grad, out, module.negative_slope, True),
+    nn.LeakyReLU: lambda module: _Activation(
+        lambda h: F.leaky_relu_(h, module.negative_slope),
+        lambda grad, out: aten.leaky_relu_backward(grad, out, module.negative_slope, True),
     ),
-    nn.ELU: _Activation(
-        lambda module, h: F.elu_(h, module.alpha),
-        lambda module, grad, out: aten.elu_backward(grad, module.alpha, 1, 1, True, out),
+    nn.ELU: lambda module: _Activation(
+        lambda h: F.elu_(h, module.alpha),
+        lambda grad, out: aten.elu_backward(grad, module.alpha, 1, 1, True, out),
     ),
-    nn.Tanh: _Activation(
-        lambda module, h: h.tanh_(),
-        lambda module, grad, out: aten.tanh_backward(grad, out),
-    ),
-    nn.Sigmoid: _Activation(
-        lambda module, h: h.sigmoid_(),
-        lambda module, grad, out: aten.sigmoid_backward(grad, out),
-    ),
+    nn.Tanh: lambda module: _Activation(torch.tanh_, aten.tanh_backward),
+    nn.Sigmoid: lambda module: _Activation(torch.sigmoid_, aten.sigmoid_backward),
 }
 
 
 def supports(layers):
     """Whether ``layers`` (a flat list of modules) is an MLP that BackpropStep can train: biased
     Linear layers, the first one first, each followed by at most one supported activation."""
-    layers = [layer for layer in layers if not isinstance(layer, nn.Identity)]
-    if not layers or not isinstance(layers[0], nn.Linear):
-        return False
-    for previous, layer in pairwise(layers):
-        if isinstance(layer, nn.Linear):
-            if layer.bias is None:
-                return False
-        elif type(layer) not in _ACTIVATIONS or not isinstance(previous, nn.Linear):
-            return False
-    return layers[0].bias is not None
+    return _blocks(layers) is not None
+
+
+def _blocks(layers):
+    """``layers`` as a list of (Linear, _Activation or None), or None if it is no such MLP."""
+    blocks = []
+    for layer in layers:
+        if isinstance(layer, nn.Linear) and layer.bias is not None:
+            blocks.append((layer, None))
+        elif type(layer) in _ACTIVATIONS and blocks and blocks[-1][1] is None:
+            blocks[-1] = (blocks[-1][0], _ACTIVATIONS[type(layer)](layer))
+        elif not isinstance(layer, nn.Identity):
+            return None
+    return blocks or None
 
 
 class BackpropStep(TrainingStep):
@@ -74,41 +72,36 @@ class BackpropStep(TrainingStep):
     """
 
     def __init__(self, layers, optimizer, corrupt=None):
-        if not supports(layers):
+        blocks = _blocks(layers)
+        if blocks is None:
             raise ValueError(f"BackpropStep cannot train {layers}; see supports().")
         # No loss closure: compute_gradients evaluates the loss itself.
         super().__init__(compute_loss=None, optimizer=optimizer)
-        self.layers = [layer for layer in layers if not isinstance(layer, nn.Identity)]
+        # The parameters themselves, looked up once: they are updated in place.
+        self.blocks = [(linear.weight, linear.bias, activation) for linear, activation in blocks]
         self.corrupt = corrupt
 
     @torch.no_grad()
     def compute_gradients(self, x):
-        outputs = self._forward(x if self.corrupt is None else self.corrupt(x))
+        # Forward: every block's output, each activation applied in place.
+        outputs = [x if self.corrupt is None else self.corrupt(x)]
+        for weight, bias, activation in self.blocks:
+            h = torch.addmm(bias, outputs[-1], weight.t())
+            outputs.append(h if activation is None else activation.apply_(h))
         residual = outputs[-1] - x
         flat = residual.view(-1)
         loss = torch.dot(flat, flat) / flat.numel()
-        grad = residual.mul_(2.0 / flat.numel())  # d loss / d output, in the residual's place
-        for index in reversed(range(len(self.layers))):
-            layer = self.layers[index]
-            if isinstance(layer, nn.Linear):
-                torch.mm(grad.t(), outputs[index], out=_grad_buffer(layer.weight))
-                torch.sum(grad, 0, out=_grad_buffer(layer.bias))
-                if index > 0:
-                    grad = grad.mm(layer.weight)
-            else:
-                grad = _ACTIVATIONS[type(layer)].input_grad(layer, grad, outputs[index + 1])
+        # Backward, from d loss / d output = 2 (output - x) / n (in the residual's place).
+        grad = residual.mul_(2.0 / flat.numel())
+        for index in reversed(range(len(self.blocks))):
+            weight, bias, activation = self.blocks[index]
+            if activation is not None:
+                grad = activation.input_grad(grad, outputs[index + 1])
+            torch.mm(grad.t(), outputs[index], out=_grad_buffer(weight))
+            torch.sum(grad, 0, out=_grad_buffer(bias))
+            if index > 0:
+                grad = grad.mm(weight)
         return loss
-
-    def _forward(self, x):
-        """The input followed by every layer's output (an activation's output is its input
-        tensor, activated in place)."""
-        outputs = [x]
-        for layer in self.layers:
-            if isinstance(layer, nn.Linear):
-                outputs.append(torch.addmm(layer.bias, outputs[-1], layer.weight.t()))
-            else:
-                outputs.append(_ACTIVATIONS[type(layer)].apply_(layer, outputs[-1]))
-        return outputs
 
 
 def _grad_buffer(parameter):
