@@ -1,14 +1,15 @@
 """Training and inference speed of AutoEncoderTransformer against the plain PyTorch loop.
 
-Times, in one process on one machine and alternating between them so that drifts in machine
-load hit all alike:
+Times, in one process on one machine and alternating epoch by epoch so that drifts in the
+machine's speed hit all alike:
 
   plain    the design's loop: DataLoader over a TensorDataset, Adam, MSE, batch 128
   skae     AutoEncoderTransformer with the same architecture, optimizer, batch size and epochs
   skorch   skorch's NeuralNet with the same module (when skorch is installed)
   pca      PCA fit and transform, for scale
 
-and reports seconds per epoch, the ratio to the plain loop, final train loss and test
+and reports seconds per epoch, the ratio to the plain loop (the median of each epoch's time over
+the plain loop's epoch just before it), final train loss and test
 reconstruction error (a speed-up must not cost quality), transform throughput and the peak
 extra memory of transform.
 
@@ -29,7 +30,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import announce_fallback, describe_machine, load_dataset, machine_info
+from _common import (
+    announce_fallback,
+    describe_machine,
+    limit_threads,
+    load_dataset,
+    machine_info,
+)
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from torch import nn
@@ -63,83 +70,111 @@ def design_modules(n_features, generator):
     return nn.Sequential(encoder, decoder)
 
 
-def time_plain_loop(X_train, X_test, epochs, device, seed):
+class PlainLoop:
     """The design's plain PyTorch training loop, as a user would first write it."""
-    model = design_modules(X_train.shape[1], torch.Generator().manual_seed(seed)).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(torch.from_numpy(X_train)),
-        batch_size=BATCH_SIZE,
-        shuffle=True,
-    )
-    epoch_times, loss = [], math.nan
-    for _ in range(epochs):
-        start, total = time.perf_counter(), 0.0
-        for (x,) in loader:
-            x = x.to(device)
-            optimizer.zero_grad()
-            batch_loss = nn.functional.mse_loss(model(x), x)
+
+    def __init__(self, X_train, device, seed):
+        generator = torch.Generator().manual_seed(seed)
+        self.model = design_modules(X_train.shape[1], generator).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=LEARNING_RATE)
+        self.loader = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(torch.from_numpy(X_train)),
+            batch_size=BATCH_SIZE,
+            shuffle=True,
+        )
+        self.device, self.n_rows, self.train_loss = device, len(X_train), math.nan
+
+    def train_epoch(self):
+        total = 0.0
+        for (x,) in self.loader:
+            x = x.to(self.device)
+            self.optimizer.zero_grad()
+            batch_loss = nn.functional.mse_loss(self.model(x), x)
             batch_loss.backward()
-            optimizer.step()
+            self.optimizer.step()
             total += batch_loss.item() * len(x)
-        epoch_times.append(time.perf_counter() - start)
-        loss = total / len(X_train)
-    with torch.no_grad():
-        x_test = torch.from_numpy(X_test).to(device)
-        test_mse = float(nn.functional.mse_loss(model(x_test), x_test))
-    return dict(epoch_times=epoch_times, train_loss=loss, test_mse=test_mse)
+        self.train_loss = total / self.n_rows
+
+    def results(self, X_test, X_train):
+        with torch.no_grad():
+            x_test = torch.from_numpy(X_test).to(self.device)
+            test_mse = float(nn.functional.mse_loss(self.model(x_test), x_test))
+        return dict(train_loss=self.train_loss, test_mse=test_mse)
 
 
-def time_skae(X_train, X_test, epochs, device, seed):
-    ae = AutoEncoderTransformer(
-        **ARCHITECTURE,
-        max_iter=epochs,
-        batch_size=BATCH_SIZE,
-        learning_rate_init=LEARNING_RATE,
-        learning_rate="constant",
-        tol=0.0,
-        random_state=seed,
-        device=device,
-    )
-    epoch_times = []
+class SkaeTrainer:
+    """AutoEncoderTransformer with the same architecture, optimizer and batch size."""
+
+    def __init__(self, X_train, device, seed):
+        self.ae = AutoEncoderTransformer(
+            **ARCHITECTURE,
+            batch_size=BATCH_SIZE,
+            learning_rate_init=LEARNING_RATE,
+            learning_rate="constant",
+            random_state=seed,
+            device=device,
+        )
+        self.X_train = X_train
+
+    def train_epoch(self):
+        # partial_fit trains one epoch, as fit does for each of its epochs (and it pays its
+        # per-call checks of the input every time, so this is no flattering measure).
+        self.ae.partial_fit(self.X_train)
+
+    def results(self, X_test, X_train):
+        result = dict(train_loss=self.ae.loss_curve_[-1], test_mse=-self.ae.score(X_test))
+        result.update(time_transform(self.ae, X_train, X_test))
+        return result
+
+
+class SkorchTrainer:
+    """skorch's NeuralNet with the same module, one epoch per partial_fit."""
+
+    def __init__(self, X_train, device, seed):
+        from skorch import NeuralNet
+
+        self.net = NeuralNet(
+            module=design_modules(X_train.shape[1], torch.Generator().manual_seed(seed)),
+            criterion=nn.MSELoss,
+            optimizer=torch.optim.Adam,
+            lr=LEARNING_RATE,
+            batch_size=BATCH_SIZE,
+            max_epochs=1,
+            train_split=None,
+            iterator_train__shuffle=True,
+            device=str(device),
+            verbose=0,
+        )
+        self.X_train = X_train
+
+    def train_epoch(self):
+        self.net.partial_fit(self.X_train, self.X_train)
+
+    def results(self, X_test, X_train):
+        with torch.no_grad():
+            recon = self.net.forward(X_test).cpu().numpy()
+        return dict(
+            train_loss=self.net.history[-1, "train_loss"],
+            test_mse=float(np.mean((recon - X_test) ** 2)),
+        )
+
+
+def time_round(trainers, X_train, X_test, epochs, device):
+    """Train every method for ``epochs``, alternating epoch by epoch so that drifts in the
+    machine's speed hit all alike; return each method's epoch times and results."""
+    times = {name: [] for name in trainers}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        # One epoch per call to record each epoch's time; the same training as fit().
         for _ in range(epochs):
-            start = time.perf_counter()
-            ae.partial_fit(X_train)
-            _synchronize(device)
-            epoch_times.append(time.perf_counter() - start)
-    result = dict(
-        epoch_times=epoch_times, train_loss=ae.loss_curve_[-1], test_mse=-ae.score(X_test)
-    )
-    result.update(time_transform(ae, X_train, X_test))
-    return result
-
-
-def time_skorch(X_train, X_test, epochs, device, seed):
-    from skorch import NeuralNet
-
-    net = NeuralNet(
-        module=design_modules(X_train.shape[1], torch.Generator().manual_seed(seed)),
-        criterion=nn.MSELoss,
-        optimizer=torch.optim.Adam,
-        lr=LEARNING_RATE,
-        batch_size=BATCH_SIZE,
-        max_epochs=epochs,
-        train_split=None,
-        iterator_train__shuffle=True,
-        device=str(device),
-        verbose=0,
-    )
-    net.fit(X_train, X_train)
-    with torch.no_grad():
-        recon = net.forward(X_test).cpu().numpy()
-    return dict(
-        epoch_times=list(net.history[:, "dur"]),
-        train_loss=net.history[-1, "train_loss"],
-        test_mse=float(np.mean((recon - X_test) ** 2)),
-    )
+            for name, trainer in trainers.items():
+                start = time.perf_counter()
+                trainer.train_epoch()
+                _synchronize(device)
+                times[name].append(time.perf_counter() - start)
+    return {
+        name: dict(epoch_times=times[name], **trainer.results(X_test, X_train))
+        for name, trainer in trainers.items()
+    }
 
 
 def time_pca(X_train, X_test):
@@ -209,6 +244,12 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=2, help="alternating rounds")
     parser.add_argument("--n-train", type=int, default=60000)
     parser.add_argument("--no-skorch", action="store_true")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for torch and BLAS (default: the libraries' own); 1 on a busy machine",
+    )
     parser.add_argument("--output", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
 
@@ -216,45 +257,58 @@ def main(argv=None):
     announce_fallback(data)
     X_train, X_test, dataset = data.X_train[: args.n_train], data.X_test, data.name
     device = torch.device(args.device)
-    machine = describe_machine(machine_info(args.device))
-    runners = {"plain": time_plain_loop, "skae": time_skae}
+    trainers = {"plain": PlainLoop, "skae": SkaeTrainer}
     if not args.no_skorch:
         try:
             import skorch  # noqa: F401
 
-            runners["skorch"] = time_skorch
+            trainers["skorch"] = SkorchTrainer
         except ImportError:
             print("skorch is not installed: skipping it (pip install skorch).")
-    print(f"# Speed on {dataset} ({len(X_train)} train rows), {machine}")
-    runs = {name: [] for name in runners}
-    for round_index in range(args.repeats):
-        for name, runner in runners.items():
-            runs[name].append(runner(X_train, X_test, args.epochs, device, seed=round_index))
-            epoch = statistics.median(runs[name][-1]["epoch_times"])
-            print(f"  round {round_index + 1} {name}: {epoch:.3f} s/epoch", file=sys.stderr)
-    pca = time_pca(X_train, X_test)
-    report(runs, pca, args, dataset, device, machine)
+    with limit_threads(args.threads):
+        machine = describe_machine(machine_info(args.device))
+        print(f"# Speed on {dataset} ({len(X_train)} train rows), {machine}")
+        rounds = []
+        for seed in range(args.repeats):
+            built = {name: cls(X_train, device, seed) for name, cls in trainers.items()}
+            rounds.append(time_round(built, X_train, X_test, args.epochs, device))
+            for name, run in rounds[-1].items():
+                epoch = statistics.median(run["epoch_times"])
+                print(f"  round {seed + 1} {name}: {epoch:.3f} s/epoch", file=sys.stderr)
+        pca = time_pca(X_train, X_test)
+    report(rounds, pca, args, dataset, device, machine)
 
 
-def report(runs, pca, args, dataset, device, machine):
-    # The first epoch carries one-off costs (allocation, warm-up), reported but not in medians.
+def report(rounds, pca, args, dataset, device, machine):
+    # The first epoch of a round carries one-off costs (allocation, warm-up): it is reported
+    # in the JSON but left out of the medians, unless it is the only one.
+    def timed_epochs(run):
+        return run["epoch_times"][1:] or run["epoch_times"]
+
     def median_epoch(name):
-        times = [t for run in runs[name] for t in run["epoch_times"][1:]] or [
-            t for run in runs[name] for t in run["epoch_times"]
-        ]
-        return statistics.median(times)
+        return statistics.median(t for run in rounds for t in timed_epochs(run[name]))
 
-    plain = median_epoch("plain")
+    def median_ratio_to_plain(name):
+        # Epoch i of a method against epoch i of the plain loop, run just before it.
+        return statistics.median(
+            t / t_plain
+            for run in rounds
+            for t, t_plain in zip(timed_epochs(run[name]), timed_epochs(run["plain"]), strict=True)
+        )
+
+    def mean_over_rounds(name, key):
+        # Each round starts from another seed: the mean says more than one run.
+        return statistics.fmean(run[name][key] for run in rounds)
+
     rows = []
-    for name, name_runs in runs.items():
-        last = name_runs[-1]
+    for name, last in rounds[-1].items():
         rows.append(
             dict(
                 method=name,
                 s_per_epoch=median_epoch(name),
-                vs_plain=median_epoch(name) / plain,
-                train_loss=last["train_loss"],
-                test_mse_per_pixel=last["test_mse"],
+                vs_plain=median_ratio_to_plain(name),
+                train_loss=mean_over_rounds(name, "train_loss"),
+                test_mse_per_pixel=mean_over_rounds(name, "test_mse"),
                 transform_rows_per_s=last.get("transform_rows_per_s"),
                 transform_peak_extra_mb=last.get("transform_peak_extra_mb"),
             )
@@ -277,7 +331,8 @@ def report(runs, pca, args, dataset, device, machine):
         print("| " + " | ".join(_fmt(row[c]) for c in columns) + " |")
     skae_transform = rows[1]["transform_rows_per_s"]
     print(
-        f"\nskae epoch time is {rows[1]['vs_plain']:.2f}x the plain loop's; "
+        f"\nskae epoch time is {rows[1]['vs_plain']:.2f}x the plain loop's (median of paired "
+        "epochs); "
         f"transform of train + test takes "
         f"{pca['transform_rows_per_s'] / skae_transform:.1f}x PCA's time. "
         f"(pca's s_per_epoch column is its whole fit.) {args.epochs} epochs x {args.repeats} "
@@ -286,6 +341,7 @@ def report(runs, pca, args, dataset, device, machine):
     if args.output:
         payload = dict(machine=machine, dataset=dataset, args=vars(args))
         payload["rows"] = rows
+        payload["rounds"] = rounds
         args.output.write_text(json.dumps(payload, indent=2, default=str))
 
 

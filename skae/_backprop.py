@@ -86,7 +86,7 @@ class BackpropStep(TrainingStep):
         # Forward: every block's output, each activation applied in place.
         outputs = [x if self.corrupt is None else self.corrupt(x)]
         for weight, bias, activation in self.blocks:
-            h = torch.addmm(bias, outputs[-1], weight.t())
+            h = F.linear(outputs[-1], weight, bias)
             outputs.append(h if activation is None else activation.apply_(h))
         residual = outputs[-1] - x
         flat = residual.view(-1)

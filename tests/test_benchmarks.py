@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import statistics
 import urllib.request
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def scripts():
     # The scripts import their helper module from their own folder, as `python script.py` does.
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(BENCHMARKS))
-        modules = {name: _load(name) for name in ("compare_pca", "grid_search")}
+        modules = {name: _load(name) for name in ("compare_pca", "grid_search", "bench_speed")}
         yield {"_common": importlib.import_module("_common"), **modules}
 
 
@@ -239,3 +240,37 @@ def test_comma_list_parses_and_validates(scripts):
         parse("16,x")
     with pytest.raises(argparse.ArgumentTypeError):
         scripts["_common"].comma_list(str, ("pca", "ae"))("pca,ica")
+
+
+# -- bench_speed ---------------------------------------------------------------------------------
+
+
+def test_bench_speed_alternates_epochs_and_reports_paired_ratios(scripts, tmp_path, no_mnist):
+    output = tmp_path / "speed.json"
+    argv = ["--data-home", str(no_mnist), "--no-download", "--epochs", "3", "--repeats", "2"]
+    scripts["bench_speed"].main([*argv, "--threads", "1", "--output", str(output)])
+
+    report = json.loads(output.read_text())
+    assert report["dataset"] == "digits"
+    rows = {row["method"]: row for row in report["rows"]}
+    assert set(rows) == {"plain", "skae", "skorch", "pca"}
+    assert len(report["rounds"]) == 2
+    times = [{name: run["epoch_times"] for name, run in r.items()} for r in report["rounds"]]
+    for round_times in times:
+        assert {name: len(t) for name, t in round_times.items()} == dict.fromkeys(
+            ("plain", "skae", "skorch"), 3
+        )
+    # vs_plain is the median of epoch-by-epoch ratios, epochs after each round's first.
+    ratios = [
+        t / t_plain
+        for round_times in times
+        for t, t_plain in zip(round_times["skae"][1:], round_times["plain"][1:], strict=True)
+    ]
+    assert rows["skae"]["vs_plain"] == pytest.approx(statistics.median(ratios))
+    assert rows["plain"]["vs_plain"] == 1
+    # The same model trained the same way reaches a similar error, whoever trains it (the
+    # table gives means over the rounds' seeds).
+    mean_test_mse = statistics.fmean(r["skae"]["test_mse"] for r in report["rounds"])
+    assert rows["skae"]["test_mse_per_pixel"] == pytest.approx(mean_test_mse)
+    assert rows["skae"]["test_mse_per_pixel"] < 1.5 * rows["plain"]["test_mse_per_pixel"]
+    assert rows["skae"]["transform_rows_per_s"] > 0
