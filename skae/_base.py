@@ -227,6 +227,14 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     def _resume(self, device, *, keep_optimizer):
         """A copy of the fitted state to train on (the original stays until the copy succeeds)."""
+        differing = self._module_unlike_params()
+        if differing is not None:
+            raise ValueError(
+                f"Cannot continue training {type(self).__name__}: its parameters no longer "
+                f"describe the fitted network ({differing} differs). Were n_components, "
+                "hidden_layer_sizes or activation changed after fit? Set them back, or train a "
+                "new network with fit() and warm_start=False."
+            )
         modules, optimizer = copy.deepcopy(
             ({name: getattr(self, name) for name in _MODULE_NAMES}, self._optimizer)
         )
@@ -246,6 +254,19 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         if keep_optimizer:
             load_optimizer_state(training.optimizer, optimizer.state_dict())
         return training
+
+    def _module_unlike_params(self):
+        """The name of the first fitted module that the current parameters would not build
+        (its layers or their shapes differ), or None when they describe the fitted network."""
+        # The seed is irrelevant: only the layer types and shapes are compared.
+        expected = self._build_modules(
+            self.n_features_in_, self.output_activation_, torch.Generator().manual_seed(0)
+        )
+        for name in _MODULE_NAMES:
+            fitted = getattr(self, name)
+            if repr(fitted) != repr(expected[name]) or _shapes(fitted) != _shapes(expected[name]):
+                return name
+        return None
 
     def _make_optimizer(self, parameters, device):
         # The fused kernel does Adam's whole update in one pass over the parameters. On CUDA
@@ -375,6 +396,13 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """The fitted modules and input scaling, on the fitted device."""
         check_is_fitted(self)
         modules = {name: getattr(self, name) for name in _MODULE_NAMES}
+        fitted_components = _input_width(modules["decoder_"])
+        if fitted_components != self.n_components:
+            raise ValueError(
+                f"The fitted network has {fitted_components} components but "
+                f"n_components={self.n_components}: n_components was changed after fit. "
+                "Set it back, or fit again."
+            )
         return modules, AffineScaling(self.input_offset_, self.input_scale_, self.device_)
 
     def transform(self, X):
@@ -392,14 +420,7 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         X = self._validate_input(X, reset=False)
 
         def encode(x):
-            codes = self._encode(modules, scaling.to_model(x))
-            if codes.shape[1] != self.n_components:
-                raise ValueError(
-                    f"The fitted encoder gives {codes.shape[1]} components but "
-                    f"n_components={self.n_components}: n_components was changed after fit. "
-                    "Set it back, or fit again."
-                )
-            return codes
+            return self._encode(modules, scaling.to_model(x))
 
         return map_in_chunks(encode, X, self.n_components, self.device_)
 
@@ -582,6 +603,15 @@ def _split_validation(rows, fraction, seed):
         )
     order = np.random.default_rng(seed).permutation(rows.n_rows)
     return rows.subset(order[n_validation:]), rows.subset(order[:n_validation])
+
+
+def _input_width(module):
+    """The number of inputs of ``module``'s first Linear layer."""
+    return next(m for m in module.modules() if isinstance(m, torch.nn.Linear)).in_features
+
+
+def _shapes(module):
+    return {key: tuple(value.shape) for key, value in module.state_dict().items()}
 
 
 def _state_dicts(modules):

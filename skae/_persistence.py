@@ -70,17 +70,14 @@ def save(estimator, path):
     modules = {module_name: getattr(estimator, module_name) for module_name in _MODULE_NAMES}
     # The file is read back by rebuilding the network from the parameters: parameters changed
     # after fit (n_components, hidden_layer_sizes, activation) would not describe these weights.
-    expected = _build(estimator, estimator.n_features_in_, estimator.output_activation_)
-    for module_name, module in modules.items():
-        if repr(module) != repr(expected[module_name]) or _shapes(module) != _shapes(
-            expected[module_name]
-        ):
-            raise ValueError(
-                f"Cannot save {name}: its parameters no longer describe the fitted network "
-                f"({module_name} differs), so the file could not be read back. Were "
-                "n_components, hidden_layer_sizes or activation changed after fit? Set them "
-                "back, or fit again."
-            )
+    differing = estimator._module_unlike_params()
+    if differing is not None:
+        raise ValueError(
+            f"Cannot save {name}: its parameters no longer describe the fitted network "
+            f"({differing} differs), so the file could not be read back. Were "
+            "n_components, hidden_layer_sizes or activation changed after fit? Set them "
+            "back, or fit again."
+        )
 
     tensors = {}
     for module_name, module in modules.items():
@@ -431,10 +428,6 @@ def _restore_device(stored, requested):
 def _build(estimator, n_features, output_activation):
     # The seed is irrelevant: only the shapes and layer types of the result are used.
     return estimator._build_modules(n_features, output_activation, torch.Generator().manual_seed(0))
-
-
-def _shapes(module):
-    return {key: tuple(value.shape) for key, value in module.state_dict().items()}
 
 
 def _cpu_float32(tensor):

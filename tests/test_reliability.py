@@ -208,11 +208,37 @@ def test_feature_names_must_match(cls):
 @pytest.mark.parametrize("cls", ESTIMATORS)
 def test_changed_n_components_after_fit_is_named(cls):
     est = tiny(cls).fit(X)
+    codes = est.transform(X)
     est.set_params(n_components=N_COMPONENTS + 1)
-    with pytest.raises(
-        ValueError, match=f"gives {N_COMPONENTS} components but n_components={N_COMPONENTS + 1}"
-    ):
+    message = f"has {N_COMPONENTS} components but n_components={N_COMPONENTS + 1}"
+    with pytest.raises(ValueError, match=message):
         est.transform(X)
+    for wrong_width in (codes, np.hstack([codes, codes[:, :1]])):
+        with pytest.raises(ValueError, match=message):
+            est.inverse_transform(wrong_width)
+    with pytest.raises(ValueError, match=message):
+        est.score(X)
+
+
+@pytest.mark.parametrize("method", ["warm_start", "partial_fit"])
+@pytest.mark.parametrize(
+    "param, value",
+    [("n_components", N_COMPONENTS + 1), ("hidden_layer_sizes", (5, 3)), ("activation", "tanh")],
+)
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_continuing_after_the_network_parameters_changed_is_refused(cls, param, value, method):
+    est = tiny(cls, max_iter=2).fit(X)
+    before, before_n_iter = weights(est), est.n_iter_
+    est.set_params(**{param: value})
+    with pytest.raises(ValueError, match="no longer describe the fitted network"):
+        if method == "warm_start":
+            est.set_params(warm_start=True).fit(X)
+        else:
+            est.partial_fit(X)
+    assert est.n_iter_ == before_n_iter
+    assert_same_weights(weights(est), before)
+    est.set_params(warm_start=False).fit(X)  # a new fit builds the network the parameters ask
+    assert est.transform(X).shape[1] == est.n_components
 
 
 @pytest.mark.parametrize("cls", ESTIMATORS)
