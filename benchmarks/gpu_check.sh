@@ -2,6 +2,8 @@
 # Everything that needs a GPU, in one go (about 3-5 minutes): the CUDA tests, then the speed
 # benchmark on CUDA against the plain loop on the same GPU. Run from the repository root on a
 # machine with CUDA:  bash benchmarks/gpu_check.sh [DATA_HOME]
+# Judge the GPU's epoch time by the skae_fit row: the skae row trains one partial_fit per epoch,
+# and each call copies the data to the device and captures the CUDA graph anew.
 set -uo pipefail
 data_home=${1:-../shared/data}
 status=0

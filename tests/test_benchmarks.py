@@ -253,7 +253,7 @@ def test_bench_speed_alternates_epochs_and_reports_paired_ratios(scripts, tmp_pa
     report = json.loads(output.read_text())
     assert report["dataset"] == "digits"
     rows = {row["method"]: row for row in report["rows"]}
-    assert set(rows) == {"plain", "skae", "skorch", "pca"}
+    assert list(rows) == ["plain", "skae", "skae_fit", "skorch", "pca"]
     assert len(report["rounds"]) == 2
     times = [{name: run["epoch_times"] for name, run in r.items()} for r in report["rounds"]]
     for round_times in times:
@@ -274,3 +274,4 @@ def test_bench_speed_alternates_epochs_and_reports_paired_ratios(scripts, tmp_pa
     assert rows["skae"]["test_mse_per_pixel"] == pytest.approx(mean_test_mse)
     assert rows["skae"]["test_mse_per_pixel"] < 1.5 * rows["plain"]["test_mse_per_pixel"]
     assert rows["skae"]["transform_rows_per_s"] > 0
+    assert len(report["fits"]) == 2 and rows["skae_fit"]["s_per_epoch"] > 0
