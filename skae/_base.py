@@ -100,7 +100,8 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     # -- what a subclass provides -------------------------------------------------------------
 
     def _build_modules(self, n_features, output_activation, generator):
-        """Return ``{"encoder_": module, "decoder_": module}`` on the CPU."""
+        """Return ``{"encoder_": module, "decoder_": module}`` on the CPU, initialised from
+        ``generator``; with ``generator=None``, uninitialised on the meta device."""
         raise NotImplementedError
 
     def _loss(self, training, x):
@@ -258,10 +259,8 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _module_unlike_params(self):
         """The name of the first fitted module that the current parameters would not build
         (its layers or their shapes differ), or None when they describe the fitted network."""
-        # The seed is irrelevant: only the layer types and shapes are compared.
-        expected = self._build_modules(
-            self.n_features_in_, self.output_activation_, torch.Generator().manual_seed(0)
-        )
+        # A blueprint (no generator: meta tensors, nothing allocated) is enough to compare.
+        expected = self._build_modules(self.n_features_in_, self.output_activation_, None)
         for name in _MODULE_NAMES:
             fitted = getattr(self, name)
             if repr(fitted) != repr(expected[name]) or _shapes(fitted) != _shapes(expected[name]):

@@ -25,7 +25,8 @@ def mlp(sizes, activation, *, output_activation="identity", generator=None):
 
     ``sizes`` lists the widths from input to output. Weights are drawn from ``generator``
     (PyTorch's default rule, uniform in +-1/sqrt(fan_in)), so that building a model never
-    touches the global random state.
+    touches the global random state. Without a generator the layers stay on the meta device,
+    uninitialised: a blueprint of the layers and shapes that costs no memory.
     """
     layers = []
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
@@ -40,7 +41,10 @@ def mlp(sizes, activation, *, output_activation="identity", generator=None):
 def _linear(fan_in, fan_out, generator):
     # Built on the meta device so that nn.Linear's own initialisation draws nothing from the
     # global generator; the weights are then drawn from ours.
-    layer = nn.Linear(fan_in, fan_out, device="meta").to_empty(device="cpu")
+    layer = nn.Linear(fan_in, fan_out, device="meta")
+    if generator is None:
+        return layer
+    layer = layer.to_empty(device="cpu")
     bound = 1.0 / math.sqrt(fan_in)
     with torch.no_grad():
         layer.weight.uniform_(-bound, bound, generator=generator)
