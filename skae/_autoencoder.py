@@ -240,8 +240,9 @@ class AutoEncoderTransformer(BaseAutoEncoder):
 
     def _make_step(self, training):
         # The plain reconstruction loss (with or without input noise) has its backward pass
-        # written out, which is faster on the CPU. On CUDA a captured graph takes autograd's
-        # bookkeeping off the step anyway.
+        # written out, which is faster on the CPU. Other devices keep autograd: the written-out
+        # pass has not been run there, and on CUDA a captured graph already takes autograd's
+        # bookkeeping off the step.
         layers = [*training.modules["encoder_"], *training.modules["decoder_"]]
         if (
             training.device.type == "cpu"
