@@ -34,7 +34,9 @@ from safetensors.torch import save as _serialize
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import _MODULE_NAMES
+from ._base import _MODULE_NAMES, _Training
+from ._scaling import AffineScaling
+from ._training import load_optimizer_state
 from ._validation import restore_device
 
 FORMAT = "skae-model"
@@ -353,29 +355,23 @@ def _restore(document, tensors):
         )
 
     device = _restore_device(fitted["device_"], estimator.device)
-    modules = {module_name: module.to(device) for module_name, module in modules.items()}
-    parameters = [p for module in modules.values() for p in module.parameters()]
-    optimizer = estimator._make_optimizer(parameters, device)
-    # As partial_fit resumes: the stored moments, this device's own optimizer options.
-    optimizer.load_state_dict(
-        {
-            "state": _optimizer_state(parameters, tensors),
-            "param_groups": optimizer.state_dict()["param_groups"],
-        }
+    training = _Training(
+        modules={module_name: module.to(device) for module_name, module in modules.items()},
+        optimizer=None,
+        scaling=AffineScaling(stored["input_offset_"], input_scale, device),
+        output_activation=output_activation,
+        device=device,
+        seed=seed,
+        n_iter=n_iter,
+        loss_curve=loss_curve,
+        validation_scores=validation_scores,
+        best_loss=best_loss,
     )
-
-    for module_name, module in modules.items():
-        setattr(estimator, module_name, module)
-    estimator._optimizer = optimizer
-    estimator._seed = seed
-    estimator.device_ = device
-    estimator.output_activation_ = output_activation
-    estimator.input_offset_ = stored["input_offset_"].numpy()
-    estimator.input_scale_ = input_scale
-    estimator.n_iter_ = n_iter
-    estimator.loss_curve_ = loss_curve
-    estimator.validation_scores_ = validation_scores
-    estimator.best_loss_ = best_loss
+    parameters = training.parameters()
+    training.optimizer = estimator._make_optimizer(parameters, device)
+    # As partial_fit resumes: the stored moments, this device's own optimizer options.
+    load_optimizer_state(training.optimizer, {"state": _optimizer_state(parameters, tensors)})
+    estimator._adopt(training)
     estimator.n_features_in_ = n_features
     if feature_names is not None:
         estimator.feature_names_in_ = np.asarray(feature_names, dtype=object)
@@ -426,7 +422,7 @@ def _restore_device(stored, requested):
 
 
 def _build(estimator, n_features, output_activation):
-    # The seed is irrelevant: only the shapes and layer types of the result are used.
+    # The seed is irrelevant: every weight is then replaced by the file's.
     return estimator._build_modules(n_features, output_activation, torch.Generator().manual_seed(0))
 
 
