@@ -210,16 +210,9 @@ class AutoEncoderTransformer(BaseAutoEncoder):
         check_float("contractive_penalty", self.contractive_penalty, low=0)
 
     def _build_modules(self, n_features, output_activation, generator):
-        hidden = tuple(self.hidden_layer_sizes)
-        encoder = mlp(
-            [n_features, *hidden, self.n_components], self.activation, generator=generator
-        )
-        decoder = mlp(
-            [self.n_components, *reversed(hidden), n_features],
-            self.activation,
-            output_activation=output_activation,
-            generator=generator,
-        )
+        sizes = [n_features, *self.hidden_layer_sizes, self.n_components]
+        encoder = mlp(sizes, self.activation, generator=generator)
+        decoder = self._build_decoder(n_features, output_activation, generator)
         return {"encoder_": encoder, "decoder_": decoder}
 
     def _loss(self, training, x):

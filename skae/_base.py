@@ -17,7 +17,7 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
-from ._modules import ACTIVATIONS, OUTPUT_ACTIVATIONS
+from ._modules import ACTIVATIONS, OUTPUT_ACTIVATIONS, mlp
 from ._scaling import AffineScaling, choose_scaling
 from ._training import (
     INFERENCE_CHUNK_ROWS,
@@ -107,6 +107,16 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _loss(self, training, x):
         """The training objective on a batch ``x`` in the model's units (a 0-d tensor)."""
         raise NotImplementedError
+
+    def _build_decoder(self, n_features, output_activation, generator):
+        """The decoder every estimator here shares: codes -> the hidden layers in reverse ->
+        n_features, then ``output_activation``."""
+        return mlp(
+            [self.n_components, *reversed(tuple(self.hidden_layer_sizes)), n_features],
+            self.activation,
+            output_activation=output_activation,
+            generator=generator,
+        )
 
     def _encode(self, modules, x):
         return modules["encoder_"](x)

@@ -111,16 +111,10 @@ input_scale_, device_, n_features_in_, feature_names_in_
         check_float("beta", self.beta, low=0)
 
     def _build_modules(self, n_features, output_activation, generator):
-        hidden = tuple(self.hidden_layer_sizes)
-        body = mlp(
-            [n_features, *hidden, 2 * self.n_components], self.activation, generator=generator
-        )
-        decoder = mlp(
-            [self.n_components, *reversed(hidden), n_features],
-            self.activation,
-            output_activation=output_activation,
-            generator=generator,
-        )
+        # The encoder's last layer gives each code's mean and log-variance.
+        sizes = [n_features, *self.hidden_layer_sizes, 2 * self.n_components]
+        body = mlp(sizes, self.activation, generator=generator)
+        decoder = self._build_decoder(n_features, output_activation, generator)
         return {"encoder_": GaussianEncoder(body), "decoder_": decoder}
 
     def _draws_random_numbers(self):
