@@ -9,9 +9,7 @@ import torch
 
 def check_int(name, value, *, low):
     """Return ``value`` as an int, or raise a ValueError naming it and the valid range."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name}={value!r} is invalid: expected an integer >= {low}.")
-    if value < low:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{name}={value!r} is invalid: expected an integer >= {low}.")
     return int(value)
 
