@@ -85,15 +85,20 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_output: str) -
     )
     parser.add_argument("--seed", type=int, default=0, help="seeds subsets, splits and models")
     parser.add_argument("--device", default="auto", help='"auto", "cpu", "cuda", "cuda:N", ...')
+    add_threads_argument(parser)
+    parser.add_argument(
+        "--output-dir", default=default_output, help=f"where results go (default {default_output})"
+    )
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """--threads, for limit_threads."""
     parser.add_argument(
         "--threads",
         type=int,
         default=None,
         help="threads for torch and for BLAS/OpenMP (default: the libraries' own); "
         "1 behaves best on a busy machine",
-    )
-    parser.add_argument(
-        "--output-dir", default=default_output, help=f"where results go (default {default_output})"
     )
 
 

@@ -22,7 +22,6 @@ extra memory of transform.
 """
 
 import argparse
-import json
 import math
 import os
 import statistics
@@ -33,13 +32,17 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from _common import (
+    add_threads_argument,
     announce_fallback,
     describe_machine,
     limit_threads,
     load_dataset,
     machine_info,
+    markdown_table,
+    write_json,
 )
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
@@ -263,12 +266,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=2, help="alternating rounds")
     parser.add_argument("--n-train", type=int, default=60000)
     parser.add_argument("--no-skorch", action="store_true")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="threads for torch and BLAS (default: the libraries' own); 1 on a busy machine",
-    )
+    add_threads_argument(parser)
     parser.add_argument("--output", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
 
@@ -359,17 +357,14 @@ def report(rounds, fits, pca, args, dataset, device, machine):
             transform_peak_extra_mb=pca["transform_peak_extra_mb"],
         )
     )
-    columns = list(rows[0])
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "---|" * len(columns))
-    for row in rows:
-        print("| " + " | ".join(_fmt(row[c]) for c in columns) + " |")
-    skae_transform = rows[1]["transform_rows_per_s"]
+    print(markdown_table(pd.DataFrame(rows)))
+    by_method = {row["method"]: row for row in rows}
+    skae, skae_fit = by_method["skae"], by_method["skae_fit"]
     print(
-        f"\nskae epoch time is {rows[1]['vs_plain']:.2f}x the plain loop's (median of paired "
-        f"epochs), {rows[2]['vs_plain']:.2f}x within one fit; "
+        f"\nskae epoch time is {skae['vs_plain']:.2f}x the plain loop's (median of paired "
+        f"epochs), {skae_fit['vs_plain']:.2f}x within one fit; "
         f"transform of train + test takes "
-        f"{pca['transform_rows_per_s'] / skae_transform:.1f}x PCA's time. "
+        f"{pca['transform_rows_per_s'] / skae['transform_rows_per_s']:.1f}x PCA's time. "
         f"(pca's s_per_epoch column is its whole fit.) {args.epochs} epochs x {args.repeats} "
         f"rounds, batch {BATCH_SIZE}, device {device}, data {dataset}."
     )
@@ -378,15 +373,7 @@ def report(rounds, fits, pca, args, dataset, device, machine):
         payload["rows"] = rows
         payload["rounds"] = rounds
         payload["fits"] = fits
-        args.output.write_text(json.dumps(payload, indent=2, default=str))
-
-
-def _fmt(value):
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+        write_json(args.output, payload)
 
 
 if __name__ == "__main__":
