@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _failures import interrupt_at
 from numpy.testing import assert_array_equal
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -169,17 +170,7 @@ def test_round_trip_of_unusual_parameters(tmp_path, cls, params):
 def test_interrupted_first_epoch_round_trips(tmp_path):
     # n_iter_ == 0 and best_loss_ == inf: JSON must carry the infinity.
     est = tiny(AutoEncoderTransformer)
-    make_step = est._make_step
-
-    def interrupt(x):
-        raise KeyboardInterrupt
-
-    def interrupted_step(training):
-        step = make_step(training)
-        step.compute_gradients = interrupt  # in the first batch
-        return step
-
-    est._make_step = interrupted_step
+    interrupt_at(est, epoch=1, batch=1)
     with pytest.warns(RuntimeWarning, match="interrupted"):
         est.fit(X)
     del est._make_step

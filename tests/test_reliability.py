@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from _failures import interrupt_at, make_loss_nan_from_epoch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -401,36 +402,6 @@ def test_small_and_odd_inputs_work(cls, data):
 # -- divergence --------------------------------------------------------------------------------
 
 
-def patch_gradients(est, replacement):
-    """Make every training step of ``est`` call ``replacement(training, compute_gradients, x)``
-    for its gradients and loss, whichever kind of step (autograd or hand-written) it is."""
-    make_step = est._make_step
-
-    def patched_make_step(training):
-        step = make_step(training)
-        compute_gradients = step.compute_gradients
-        step.compute_gradients = lambda x: replacement(training, compute_gradients, x)
-        return step
-
-    est._make_step = patched_make_step
-
-
-def make_loss_nan_from_epoch(est, epoch):
-    """Patch ``est`` so that its training loss and gradients are NaN from ``epoch`` (1-based)
-    on; the NaN gradients reach the weights."""
-
-    def nan_from_epoch(training, compute_gradients, x):
-        loss = compute_gradients(x)
-        if training.n_iter + 1 < epoch:
-            return loss
-        for module in training.modules.values():
-            for parameter in module.parameters():
-                parameter.grad.mul_(float("nan"))
-        return loss * float("nan")
-
-    patch_gradients(est, nan_from_epoch)
-
-
 @pytest.mark.parametrize("cls", ESTIMATORS)
 def test_divergence_in_a_first_fit_leaves_the_estimator_unfitted(cls):
     est = tiny(cls, max_iter=5)
@@ -484,27 +455,6 @@ def test_divergence_when_continuing_keeps_the_previous_fit(cls, method):
 
 
 # -- interruption ------------------------------------------------------------------------------
-
-
-def interrupt_at(est, epoch, batch):
-    """Patch ``est`` to raise KeyboardInterrupt in batch ``batch`` of ``epoch`` (both 1-based).
-
-    Returns a dict that receives the weights as they were when the interrupt came.
-    """
-    seen, snapshot = {"batches": 0}, {}
-
-    def interrupt(training, compute_gradients, x):
-        if training.n_iter + 1 == epoch:
-            seen["batches"] += 1
-            if seen["batches"] == batch:
-                for name, module in training.modules.items():
-                    for key, value in module.state_dict().items():
-                        snapshot[f"{name}.{key}"] = value.detach().clone()
-                raise KeyboardInterrupt
-        return compute_gradients(x)
-
-    patch_gradients(est, interrupt)
-    return snapshot
 
 
 @pytest.mark.parametrize("cls", ESTIMATORS)
