@@ -1,12 +1,14 @@
-"""The shared estimator base: parameters, the fit / partial_fit loop, inference, tags, pickling.
+"""The shared estimator base: the scikit-learn contract of every skae autoencoder.
+
+Parameters, input validation, what fit and partial_fit train (and how long: ``skae._auto``),
+inference, tags, pickling and saving. The training itself runs in ``skae._training``.
 
 Subclasses say what their network is and what it minimises (``_build_modules``, ``_loss``,
-``_encode``, ``_decode``); everything else about being a scikit-learn transformer lives here.
+``_encode``, ``_decode``).
 """
 
 import copy
 import warnings
-from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -15,20 +17,28 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
-from tqdm.auto import tqdm
 
+from ._auto import (
+    check_auto_or_int,
+    resolve_batch_size,
+    resolve_hidden_layer_sizes,
+    resolve_max_iter,
+)
 from ._modules import ACTIVATIONS, OUTPUT_ACTIVATIONS, mlp
-from ._scaling import AffineScaling, choose_scaling
+from ._scaling import AffineScaling, ColumnStats, choose_scaling, column_statistics
 from ._training import (
-    INFERENCE_CHUNK_ROWS,
     CudaGraphStep,
-    Rows,
+    Plan,
+    TrainingState,
     TrainingStep,
-    learning_rates,
+    is_out_of_core,
+    iter_blocks,
     load_optimizer_state,
     map_in_chunks,
+    process_group,
     reduce_in_chunks,
-    run_epoch,
+    train,
+    training_rows,
 )
 from ._validation import (
     check_float,
@@ -39,7 +49,7 @@ from ._validation import (
     restore_device,
 )
 
-# The torch modules and optimizer that a fit trains. Their names are the fitted attributes.
+# The torch modules that a fit trains. Their names are the fitted attributes.
 _MODULE_NAMES = ("encoder_", "decoder_")
 
 # What validate_data sets (or deletes) on the estimator before training starts.
@@ -49,7 +59,7 @@ _INPUT_METADATA = ("n_features_in_", "feature_names_in_")
 class _UnchangedOnError:
     """Make a failed fit / partial_fit leave the estimator as it was before the call.
 
-    The network is trained on a copy and adopted only on success (see ``_Training``); this
+    The network is trained on a copy and adopted only on success (see ``TrainingState``); this
     also restores what ``validate_data(reset=True)`` changed before the failure, without which
     an estimator could claim a new ``n_features_in_`` while holding the old network. (A context
     manager rather than a decorator: it adds no frame, so warnings' stacklevel still points at
@@ -72,47 +82,25 @@ class _UnchangedOnError:
         return False
 
 
-@dataclass
-class _Training:
-    """Everything one call to fit / partial_fit changes, trained on a copy and adopted at the
-    end, so that a failed call leaves the estimator as it was."""
-
-    modules: dict
-    optimizer: torch.optim.Optimizer
-    scaling: AffineScaling
-    output_activation: str
-    device: torch.device
-    seed: int
-    n_iter: int = 0
-    loss_curve: list = field(default_factory=list)
-    validation_scores: list | None = None
-    best_loss: float = np.inf
-    epochs_without_improvement: int = 0
-    noise_generator: torch.Generator | None = None
-
-    def parameters(self):
-        return [p for module in self.modules.values() for p in module.parameters()]
-
-
 class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Base class for skae's autoencoders; not for direct use."""
 
     # -- what a subclass provides -------------------------------------------------------------
 
-    def _build_modules(self, n_features, output_activation, generator):
+    def _build_modules(self, n_features, hidden_layer_sizes, output_activation, generator):
         """Return ``{"encoder_": module, "decoder_": module}`` on the CPU, initialised from
         ``generator``; with ``generator=None``, uninitialised on the meta device."""
         raise NotImplementedError
 
-    def _loss(self, training, x):
+    def _loss(self, state, x):
         """The training objective on a batch ``x`` in the model's units (a 0-d tensor)."""
         raise NotImplementedError
 
-    def _build_decoder(self, n_features, output_activation, generator):
+    def _build_decoder(self, n_features, hidden_layer_sizes, output_activation, generator):
         """The decoder every estimator here shares: codes -> the hidden layers in reverse ->
         n_features, then ``output_activation``."""
         return mlp(
-            [self.n_components, *reversed(tuple(self.hidden_layer_sizes)), n_features],
+            [self.n_components, *reversed(hidden_layer_sizes), n_features],
             self.activation,
             output_activation=output_activation,
             generator=generator,
@@ -124,18 +112,33 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _decode(self, modules, z):
         return modules["decoder_"](z)
 
+    def _reconstruct(self, modules, x):
+        return self._decode(modules, self._encode(modules, x))
+
     def _check_extra_params(self):
         """Validate the subclass's own parameters (raise ValueError)."""
+
+    def _warn_about_data(self, n_features):
+        """Warn (stacklevel 4: the caller of fit) about settings that do not suit the data."""
+
+    def _fitted_extras(self, state, X, group):
+        """Fitted attributes of the subclass's own, computed once training has ended."""
+        return {}
+
+    def _draws_random_numbers(self):
+        """Whether ``_loss`` draws random numbers (which a CUDA graph would replay frozen)."""
+        return False
 
     # -- parameters ----------------------------------------------------------------------------
 
     def _check_params(self):
         check_int("n_components", self.n_components, low=1)
-        check_hidden_layer_sizes(self.hidden_layer_sizes)
+        if not (isinstance(self.hidden_layer_sizes, str) and self.hidden_layer_sizes == "auto"):
+            check_hidden_layer_sizes(self.hidden_layer_sizes)
         check_option("activation", self.activation, tuple(ACTIVATIONS))
         check_option("output_activation", self.output_activation, ("auto", *OUTPUT_ACTIVATIONS))
-        check_int("max_iter", self.max_iter, low=1)
-        check_int("batch_size", self.batch_size, low=1)
+        check_auto_or_int("max_iter", self.max_iter, low=1)
+        check_auto_or_int("batch_size", self.batch_size, low=1)
         check_float("learning_rate_init", self.learning_rate_init, low=0, low_open=True)
         check_option("learning_rate", self.learning_rate, ("constant", "cosine"))
         check_option("early_stopping", self.early_stopping, (True, False))
@@ -156,7 +159,10 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training data. Sparse matrices are densified one batch at a time.
+            Training data. Sparse matrices are densified one batch at a time. Arrays that
+            live outside memory (``np.memmap`` of any dtype, h5py, zarr and dask arrays) are
+            streamed block by block, never loaded whole. Under ``torch.distributed``, each
+            process passes its own rows and all train one model on their union.
         y : None
             Ignored; present for API consistency.
 
@@ -169,11 +175,12 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         continuing = self.warm_start and self._is_fitted()
         with _UnchangedOnError(self):
             X = self._validate_input(X, reset=not continuing)
+            group = process_group(device)
             if continuing:
-                training = self._resume(device, keep_optimizer=False)
+                state = self._resume(device, keep_optimizer=False)
             else:
-                training = self._start(X, device)
-            self._train(training, X, max_epochs=self.max_iter, stopping_rules=True)
+                state = self._start(X, device, group)
+            self._train(state, X, group, fitting=True)
         return self
 
     def partial_fit(self, X, y=None):
@@ -198,16 +205,27 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         continuing = self._is_fitted()
         with _UnchangedOnError(self):
             X = self._validate_input(X, reset=not continuing)
-            training = (
-                self._resume(device, keep_optimizer=True) if continuing else self._start(X, device)
-            )
-            self._train(training, X, max_epochs=1, stopping_rules=False)
+            group = process_group(device)
+            if continuing:
+                state = self._resume(device, keep_optimizer=True)
+            else:
+                state = self._start(X, device, group)
+            self._train(state, X, group, fitting=False)
         return self
 
     def _is_fitted(self):
         return hasattr(self, "n_iter_")
 
     def _validate_input(self, X, *, reset):
+        """X checked as scikit-learn does. Out-of-core X is returned as it is, after checking
+        its shape and first row; ``_check_block`` checks the rest as it is read."""
+        if is_out_of_core(X):
+            if len(X.shape) != 2:
+                raise ValueError(
+                    f"Expected a 2D array, got an array of shape {tuple(X.shape)} instead."
+                )
+            self._validate_input(self._check_block(X[:1]), reset=reset)
+            return X
         X = validate_data(
             self,
             X,
@@ -218,14 +236,26 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         _check_float32_range(X)
         return X
 
-    def _start(self, X, device):
-        """A fresh network, optimizer and input scaling for X."""
-        seed = _draw_seed(self.random_state)
-        output_activation, scaling = choose_scaling(X, self.output_activation, device)
+    def _check_block(self, block):
+        """One block of out-of-core rows as a checked float32 array (checks as validate_data)."""
+        block = check_array(
+            np.asarray(block), dtype=(np.float32, np.float64), input_name="X", estimator=self
+        )
+        _check_float32_range(block)
+        return block.astype(np.float32, copy=False)
+
+    def _start(self, X, device, group):
+        """A fresh network, optimizer and input scaling for X (the union of every process's)."""
+        seed = group.broadcast_seed(_draw_seed(self.random_state))
+        stats = self._column_statistics(X).over_processes(group)
+        output_activation, scaling = choose_scaling(stats, self.output_activation, device)
+        n_features = X.shape[1]
+        self._warn_about_data(n_features)
+        hidden = resolve_hidden_layer_sizes(self.hidden_layer_sizes, n_features, self.n_components)
         generator = torch.Generator().manual_seed(seed)
-        modules = self._build_modules(X.shape[1], output_activation, generator)
+        modules = self._build_modules(n_features, hidden, output_activation, generator)
         modules = {name: module.to(device) for name, module in modules.items()}
-        training = _Training(
+        state = TrainingState(
             modules=modules,
             optimizer=None,
             scaling=scaling,
@@ -233,8 +263,14 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             device=device,
             seed=seed,
         )
-        training.optimizer = self._make_optimizer(training.parameters(), device)
-        return training
+        state.optimizer = self._make_optimizer(state.parameters(), device)
+        state.attributes["hidden_layer_sizes_"] = hidden
+        return state
+
+    def _column_statistics(self, X):
+        if sp.issparse(X):
+            return ColumnStats.of(X)
+        return column_statistics(block for _, block in iter_blocks(X, self._check_block))
 
     def _resume(self, device, *, keep_optimizer):
         """A copy of the fitted state to train on (the original stays until the copy succeeds)."""
@@ -250,7 +286,7 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             ({name: getattr(self, name) for name in _MODULE_NAMES}, self._optimizer)
         )
         modules = {name: module.to(device) for name, module in modules.items()}
-        training = _Training(
+        state = TrainingState(
             modules=modules,
             optimizer=None,
             scaling=AffineScaling(self.input_offset_, self.input_scale_, device),
@@ -261,16 +297,22 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             loss_curve=list(self.loss_curve_),
             best_loss=self.best_loss_,
         )
-        training.optimizer = self._make_optimizer(training.parameters(), device)
+        state.optimizer = self._make_optimizer(state.parameters(), device)
         if keep_optimizer:
-            load_optimizer_state(training.optimizer, optimizer.state_dict())
-        return training
+            load_optimizer_state(state.optimizer, optimizer.state_dict())
+        return state
+
+    def _blueprint(self, n_features, hidden_layer_sizes, output_activation):
+        """The network the parameters describe, on the meta device: no memory, no weights."""
+        return self._build_modules(n_features, hidden_layer_sizes, output_activation, None)
 
     def _module_unlike_params(self):
         """The name of the first fitted module that the current parameters would not build
         (its layers or their shapes differ), or None when they describe the fitted network."""
-        # A blueprint (no generator: meta tensors, nothing allocated) is enough to compare.
-        expected = self._build_modules(self.n_features_in_, self.output_activation_, None)
+        hidden = self.hidden_layer_sizes
+        if isinstance(hidden, str) and hidden == "auto":
+            hidden = self.hidden_layer_sizes_  # what "auto" chose for this network
+        expected = self._blueprint(self.n_features_in_, hidden, self.output_activation_)
         for name in _MODULE_NAMES:
             fitted = getattr(self, name)
             if repr(fitted) != repr(expected[name]) or _shapes(fitted) != _shapes(expected[name]):
@@ -287,117 +329,95 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         fused = device.type == "cpu"
         return torch.optim.Adam(parameters, lr=self.learning_rate_init, fused=fused)
 
-    def _train(self, training, X, *, max_epochs, stopping_rules):
-        """Train ``training`` on X for up to ``max_epochs``, then adopt it as the fitted state.
+    def _train(self, state, X, group, *, fitting):
+        """Train ``state`` on X, warn about how it ended, and adopt it as the fitted state.
 
-        ``stopping_rules`` (fit, not partial_fit) turns on early stopping, the plateau rule,
-        the learning-rate schedule and the convergence warning.
+        ``fitting`` (fit, not partial_fit) gives the call ``max_iter`` epochs, the learning-rate
+        schedule, early stopping, the plateau rule and the convergence warnings; partial_fit
+        trains one epoch at ``learning_rate_init``.
         """
-        rows = Rows(X, training.scaling, training.device)
-        validation = None
-        if stopping_rules and self.early_stopping:
-            rows, validation = _split_validation(rows, self.validation_fraction, training.seed)
-            training.validation_scores = []
-        # The cosine schedule spans this call's max_epochs; partial_fit has no horizon.
-        rates = learning_rates(
-            self.learning_rate_init,
-            self.learning_rate if stopping_rules else "constant",
-            max_epochs * -(-rows.n_rows // self.batch_size),
+        (n_samples,) = group.reduce_sum(X.shape[0])
+        n_samples = int(n_samples)
+        batch_size = resolve_batch_size(self.batch_size, n_samples)
+        plan = Plan(
+            batch_size=batch_size,
+            max_epochs=resolve_max_iter(self.max_iter, n_samples, batch_size) if fitting else 1,
+            learning_rate_init=self.learning_rate_init,
+            schedule=self.learning_rate if fitting else "constant",
+            plateau_rule=fitting,
+            early_stopping=fitting and self.early_stopping,
+            validation_fraction=self.validation_fraction,
+            n_iter_no_change=self.n_iter_no_change,
+            tol=self.tol,
+            verbose=self.verbose,
+            name=type(self).__name__,
         )
-        step = self._make_step(training)
-        epochs, interrupted, best_weights = 0, False, None
-        with tqdm(
-            range(max_epochs), disable=self.verbose < 1, desc=type(self).__name__, unit="epoch"
-        ) as progress:
-            try:
-                for _ in progress:
-                    loss = self._train_epoch(training, step, rows, rates)
-                    epochs += 1
-                    if self._record_epoch(training, loss, validation) and validation is not None:
-                        best_weights = _state_dicts(training.modules)
-                    progress.set_postfix(loss=f"{loss:.4g}", refresh=False)
-                    if (
-                        stopping_rules
-                        and training.epochs_without_improvement >= self.n_iter_no_change
-                    ):
-                        break
-            except KeyboardInterrupt:
-                interrupted = True
-                warnings.warn(
-                    f"Training was interrupted in epoch {training.n_iter + 1}; the estimator "
-                    "keeps the weights of the last completed batch and can be used or trained "
-                    "further.",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-        if best_weights is not None:
-            for name, module in training.modules.items():
-                module.load_state_dict(best_weights[name])
-        still_improving = training.epochs_without_improvement == 0
-        if stopping_rules and not interrupted and epochs == max_epochs and still_improving:
+        rows = training_rows(X, state.scaling, state.device, self._check_block)
+        first_epoch = len(state.loss_curve)
+        outcome = train(
+            state,
+            rows,
+            lambda size, capture_graph: self._make_step(state, size, capture_graph),
+            plan,
+            group,
+            self._reconstruct,
+        )
+        if outcome.interrupted:
             warnings.warn(
-                f"{type(self).__name__} reached max_iter={self.max_iter} epochs while the "
-                f"loss was still falling by more than tol={self.tol}; consider raising max_iter.",
-                ConvergenceWarning,
+                f"Training was interrupted in epoch {state.n_iter + 1}; the estimator keeps "
+                "the weights of the last completed batch and can be used or trained further.",
+                RuntimeWarning,
                 stacklevel=3,
             )
-        self._adopt(training)
+        elif fitting:
+            self._warn_about_convergence(state, outcome, plan, first_epoch)
+        state.attributes["batch_size_"] = batch_size
+        if fitting:
+            state.attributes["max_iter_"] = plan.max_epochs
+        state.attributes.update(self._fitted_extras(state, X, group))
+        self._adopt(state)
 
-    def _train_epoch(self, training, step, rows, rates):
-        """One pass over ``rows``; its mean loss, which must be finite."""
-        seed = training.seed + training.n_iter
-        training.noise_generator = torch.Generator(training.device).manual_seed(seed)
-        loss = float(run_epoch(step, rows, self.batch_size, seed, rates))
-        if not np.isfinite(loss):
-            raise FloatingPointError(
-                f"The training loss became {loss} in epoch {training.n_iter + 1}: training "
-                f"diverged. Try a smaller learning_rate_init (it is {self.learning_rate_init}) "
-                "or scale the input features. The estimator was left as it was before this call."
+    def _warn_about_convergence(self, state, outcome, plan, first_epoch):
+        losses = state.loss_curve[first_epoch:]
+        if len(losses) > 1 and not losses[-1] < losses[0]:
+            warnings.warn(
+                f"{type(self).__name__}'s training loss did not fall: {losses[0]:.4g} after "
+                f"the first epoch, {losses[-1]:.4g} after the last. The network has probably "
+                f"collapsed; try a smaller learning_rate_init (it is {self.learning_rate_init}).",
+                ConvergenceWarning,
+                stacklevel=4,
             )
-        training.n_iter += 1
-        training.loss_curve.append(loss)
-        return loss
+        elif outcome.epochs == plan.max_epochs and state.epochs_without_improvement == 0:
+            chosen = f"'auto' (= {plan.max_epochs})" if self.max_iter == "auto" else self.max_iter
+            warnings.warn(
+                f"{type(self).__name__} reached max_iter={chosen} epochs while the loss was "
+                f"still falling by more than tol={self.tol}; consider raising max_iter.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
 
-    def _record_epoch(self, training, loss, validation):
-        """Update the stopping rules' bookkeeping; return whether the monitored loss (validation
-        MSE with early stopping, else the training loss) reached a new best."""
-        monitored = loss
-        if validation is not None:
-            monitored = self._mean_squared_error(training, validation)
-            training.validation_scores.append(-monitored)
-        if monitored < training.best_loss - self.tol * abs(training.best_loss):
-            training.epochs_without_improvement = 0
-        else:
-            training.epochs_without_improvement += 1
-        if monitored >= training.best_loss:
-            return False
-        training.best_loss = monitored
-        return True
-
-    def _make_step(self, training):
+    def _make_step(self, state, batch_size, capture_graph):
         """The optimizer step on one batch: the innermost piece of the loop."""
-        compute_loss = lambda x: self._loss(training, x)  # noqa: E731
-        if training.device.type == "cuda" and not self._draws_random_numbers():
-            return CudaGraphStep(compute_loss, training.optimizer, batch_size=self.batch_size)
-        return TrainingStep(compute_loss, training.optimizer)
+        compute_loss = lambda x: self._loss(state, x)  # noqa: E731
+        if capture_graph and state.device.type == "cuda" and not self._draws_random_numbers():
+            return CudaGraphStep(compute_loss, state.optimizer, batch_size=batch_size)
+        return TrainingStep(compute_loss, state.optimizer)
 
-    def _draws_random_numbers(self):
-        """Whether ``_loss`` draws random numbers (which a CUDA graph would replay frozen)."""
-        return False
-
-    def _adopt(self, training):
-        for name, module in training.modules.items():
+    def _adopt(self, state):
+        for name, module in state.modules.items():
             setattr(self, name, module)
-        self._optimizer = training.optimizer
-        self._seed = training.seed
-        self.device_ = training.device
-        self.output_activation_ = training.output_activation
-        self.input_offset_ = training.scaling.offset.cpu().numpy()
-        self.input_scale_ = training.scaling.scale
-        self.n_iter_ = training.n_iter
-        self.loss_curve_ = training.loss_curve
-        self.validation_scores_ = training.validation_scores
-        self.best_loss_ = training.best_loss
+        self._optimizer = state.optimizer
+        self._seed = state.seed
+        self.device_ = state.device
+        self.output_activation_ = state.output_activation
+        self.input_offset_ = state.scaling.offset.cpu().numpy()
+        self.input_scale_ = state.scaling.scale
+        self.n_iter_ = state.n_iter
+        self.loss_curve_ = state.loss_curve
+        self.validation_scores_ = state.validation_scores
+        self.best_loss_ = state.best_loss
+        for name, value in state.attributes.items():
+            setattr(self, name, value)
 
     # -- inference -----------------------------------------------------------------------------
 
@@ -420,6 +440,7 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Out-of-core arrays are read chunk by chunk.
 
         Returns
         -------
@@ -431,7 +452,7 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         def encode(x):
             return self._encode(modules, scaling.to_model(x))
 
-        return map_in_chunks(encode, X, self.n_components, self.device_)
+        return map_in_chunks(encode, X, self.n_components, self.device_, self._check_block)
 
     def inverse_transform(self, X):
         """Decode codes back into the input's own units.
@@ -446,18 +467,22 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         X_reconstructed : ndarray of shape (n_samples, n_features_in_), dtype float32
         """
         modules, scaling = self._fitted()
-        Z = check_array(X, dtype=(np.float32, np.float64), input_name="X", estimator=self)
-        if Z.shape[1] != self.n_components:
+        Z = X
+        if not is_out_of_core(Z):
+            Z = check_array(Z, dtype=(np.float32, np.float64), input_name="X", estimator=self)
+        if len(Z.shape) != 2 or Z.shape[1] != self.n_components:
             raise ValueError(
                 f"inverse_transform expects codes with n_components={self.n_components} "
-                f"columns, but got an array with {Z.shape[1]} columns."
+                f"columns, but got an array with {Z.shape[-1]} columns."
             )
-        _check_float32_range(Z)
+        if not is_out_of_core(Z):
+            _check_float32_range(Z)
         return map_in_chunks(
             lambda z: scaling.to_user(self._decode(modules, z)),
             Z,
             self.n_features_in_,
             self.device_,
+            self._check_block,
         )
 
     def score(self, X, y=None):
@@ -480,27 +505,11 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         X = self._validate_input(X, reset=False)
 
         def squared_error(x):
-            recon = scaling.to_user(
-                self._decode(modules, self._encode(modules, scaling.to_model(x)))
-            )
+            recon = scaling.to_user(self._reconstruct(modules, scaling.to_model(x)))
             return (recon - x).square().sum(dtype=torch.float64)
 
-        total = reduce_in_chunks(squared_error, X, self.device_)
+        total = reduce_in_chunks(squared_error, X, self.device_, self._check_block)
         return -total / (X.shape[0] * X.shape[1])
-
-    def _mean_squared_error(self, training, rows, chunk_rows=INFERENCE_CHUNK_ROWS):
-        """Reconstruction MSE on ``rows`` (model units): the early-stopping criterion."""
-        total = torch.zeros((), dtype=torch.float64, device=training.device)
-        with torch.inference_mode():
-            for start in range(0, rows.n_rows, chunk_rows):
-                index = torch.arange(
-                    start, min(start + chunk_rows, rows.n_rows), device=rows.device
-                )
-                x = rows.take(index)
-                recon = self._decode(training.modules, self._encode(training.modules, x))
-                total += (recon - x).square().sum(dtype=torch.float64)
-        n_features = training.scaling.offset.shape[0]
-        return float(total) / (rows.n_rows * n_features)
 
     @property
     def _n_features_out(self):
@@ -518,7 +527,9 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         optimizer's state as tensors, and the parameters and fitted attributes as JSON in its
         header. ``skae.load`` reads it back without running any code from the file, so model
         files from untrusted sources are safe to load. The file is written beside ``path`` and
-        renamed into place, so ``path`` never holds a partial file.
+        renamed into place, so ``path`` never holds a partial file. Under
+        ``torch.distributed``, only rank 0 writes (every rank holds the same model); the other
+        ranks return at once.
 
         Parameters
         ----------
@@ -539,7 +550,8 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         from ._persistence import save
 
-        save(self, path)
+        if process_group(torch.device("cpu")).rank == 0:
+            save(self, path)
 
     # -- scikit-learn and pickle plumbing ------------------------------------------------------
 
@@ -602,18 +614,6 @@ def _draw_seed(random_state):
     )
 
 
-def _split_validation(rows, fraction, seed):
-    n_validation = int(round(fraction * rows.n_rows))
-    if n_validation < 1 or n_validation >= rows.n_rows:
-        raise ValueError(
-            f"early_stopping=True with validation_fraction={fraction} leaves "
-            f"{n_validation} of {rows.n_rows} samples for validation: need at least one sample "
-            "on each side. Use more samples, another validation_fraction, or early_stopping=False."
-        )
-    order = np.random.default_rng(seed).permutation(rows.n_rows)
-    return rows.subset(order[n_validation:]), rows.subset(order[:n_validation])
-
-
 def _input_width(module):
     """The number of inputs of ``module``'s first Linear layer."""
     return next(m for m in module.modules() if isinstance(m, torch.nn.Linear)).in_features
@@ -621,13 +621,6 @@ def _input_width(module):
 
 def _shapes(module):
     return {key: tuple(value.shape) for key, value in module.state_dict().items()}
-
-
-def _state_dicts(modules):
-    return {
-        name: {k: v.detach().clone() for k, v in m.state_dict().items()}
-        for name, m in modules.items()
-    }
 
 
 def _cpu_state(value):

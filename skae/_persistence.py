@@ -10,14 +10,17 @@ then the raw tensor bytes. Reading it runs no code from the file (unlike pickle 
   where it stopped;
 * one entry ``"skae"`` in the header's ``__metadata__``: a JSON document with ``format``
   (``"skae-model"``), ``format_version``, ``skae_version``, ``estimator`` (the class name),
-  ``params`` (``get_params()``) and ``fitted`` (the fitted attributes other than tensors).
+  ``params`` (``get_params()``) and ``fitted`` (the fitted attributes other than tensors,
+  ``hidden_layer_sizes_`` among them since format version 2).
   Tuples are written as ``{"__tuple__": [...]}`` so that they come back as tuples. The
   optimizer's options (learning rate, fused kernels) are not stored: as when training resumes
   in ``partial_fit``, they are those of a new optimizer for the device the model lands on.
 
-Loading builds the estimator from a fixed registry of skae classes, rebuilds its network from
-the stored parameters and checks every stored tensor's name, shape and dtype against it before
-loading any weights.
+Loading builds the estimator from a fixed registry of skae classes, describes its network from
+the stored parameters on the meta device (no memory), and checks every stored tensor's name,
+shape and dtype against that description before allocating anything: a file that declares a huge
+network it does not hold is refused at once, and what loading allocates is bounded by the size of
+the file.
 """
 
 import json
@@ -34,13 +37,18 @@ from safetensors.torch import save as _serialize
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import _MODULE_NAMES, _Training
+from ._base import _MODULE_NAMES
 from ._scaling import AffineScaling
-from ._training import load_optimizer_state
+from ._training import TrainingState, load_optimizer_state
 from ._validation import restore_device
 
 FORMAT = "skae-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 1 (skae 0.1.0, before the "auto" parameters) had no hidden_layer_sizes_: its network
+# is the one its params describe.
+READABLE_VERSIONS = (1, 2)
+# Fitted attributes that are integers set only by some calls or some estimators.
+_OPTIONAL_INT_ATTRIBUTES = ("batch_size_", "max_iter_", "n_active_components_")
 _METADATA_KEY = "skae"
 _OPTIMIZER_PREFIX = "_optimizer."
 # safetensors' own limit on the JSON header: a longer "header" means this is another format.
@@ -121,6 +129,14 @@ def save(estimator, path):
             "input_scale_": float(estimator.input_scale_),
             "device_": str(estimator.device_),
             "_seed": int(estimator._seed),
+            "hidden_layer_sizes_": _to_json(
+                tuple(estimator.hidden_layer_sizes_), "hidden_layer_sizes_"
+            ),
+            **{
+                name: int(getattr(estimator, name))
+                for name in _OPTIONAL_INT_ATTRIBUTES
+                if getattr(estimator, name, None) is not None
+            },
         },
     }
     data = _serialize(tensors, metadata={_METADATA_KEY: json.dumps(document)})
@@ -246,11 +262,17 @@ def load(path):
                     "metadata."
                 )
             document = _parse_document(path, metadata[_METADATA_KEY])
-            tensors = {key: file.get_tensor(key) for key in file.keys()}
+            try:
+                # The header's shapes and dtypes are checked before any tensor is read.
+                layout = {key: file.get_slice(key) for key in file.keys()}
+                estimator, blueprint = _describe(document, layout)
+                tensors = {key: file.get_tensor(key) for key in file.keys()}
+            except (KeyError, TypeError, AttributeError) as error:
+                raise ValueError(f"{path!r} is a damaged skae model file: {error!r}") from None
     except SafetensorError as error:
         raise ValueError(f"{path!r} is not a skae model file: {error}") from None
     try:
-        return _restore(document, tensors)
+        return _restore(estimator, blueprint, document, tensors)
     except (KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"{path!r} is a damaged skae model file: {error!r}") from None
 
@@ -278,16 +300,18 @@ def _parse_document(path, text):
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ValueError(f"{path!r} is not a skae model file: its metadata has no skae format tag.")
     version = document.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ValueError(
             f"{path!r} is a skae model file in format version {version!r}, written by skae "
             f"{document.get('skae_version')!r}; this skae ({_skae_version()}) reads format "
-            f"version {FORMAT_VERSION} only."
+            f"versions {', '.join(map(str, READABLE_VERSIONS))} only."
         )
     return _from_json(document)
 
 
-def _restore(document, tensors):
+def _describe(document, layout):
+    """The estimator the document describes, and its network on the meta device, after
+    checking the file's tensor layout (``{name: safetensors slice}``) against it."""
     registry = _registry()
     name = document["estimator"]
     if not isinstance(name, str) or name not in registry:
@@ -314,6 +338,49 @@ def _restore(document, tensors):
 
     fitted = document["fitted"]
     n_features = _expect_int(fitted, "n_features_in_", low=1)
+    output_activation = fitted["output_activation_"]
+    if output_activation not in ("sigmoid", "identity"):
+        raise ValueError(f"Invalid output_activation_={output_activation!r} in the model file.")
+    hidden = _hidden_layer_sizes(document)
+    blueprint = estimator._blueprint(n_features, hidden, output_activation)
+    expected = {
+        f"{module_name}.{key}": tuple(value.shape)
+        for module_name, module in blueprint.items()
+        for key, value in module.state_dict().items()
+    }
+    expected["input_offset_"] = (n_features,)
+    stored = {
+        key: (tuple(part.get_shape()), part.get_dtype())
+        for key, part in layout.items()
+        if not key.startswith(_OPTIMIZER_PREFIX)
+    }
+    _check_tensors(stored, expected, f"{name}(**params) with {n_features} features")
+    return estimator, blueprint
+
+
+def _hidden_layer_sizes(document):
+    """The fitted network's hidden layers: stored since format version 2, else the params'."""
+    params, fitted = document["params"], document["fitted"]
+    if document["format_version"] == 1:
+        return tuple(params["hidden_layer_sizes"])
+    hidden = fitted["hidden_layer_sizes_"]
+    if not isinstance(hidden, tuple) or not all(
+        isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in hidden
+    ):
+        raise ValueError(f"Invalid hidden_layer_sizes_={hidden!r} in the model file.")
+    declared = params["hidden_layer_sizes"]
+    if declared != "auto" and tuple(declared) != hidden:
+        raise ValueError(
+            f"The model file's hidden_layer_sizes={declared!r} does not describe its network, "
+            f"whose hidden layers are {hidden!r}."
+        )
+    return hidden
+
+
+def _restore(estimator, blueprint, document, tensors):
+    """The fitted estimator: ``blueprint``'s network with the file's (checked) tensors."""
+    fitted = document["fitted"]
+    n_features = fitted["n_features_in_"]
     n_iter = _expect_int(fitted, "n_iter_", low=0)
     seed = _expect_int(fitted, "_seed", low=0)
     loss_curve = _expect_floats(fitted, "loss_curve_")
@@ -326,9 +393,6 @@ def _restore(document, tensors):
     input_scale = _expect_float(fitted, "input_scale_")
     if not (0 < input_scale < math.inf):
         raise ValueError(f"Invalid input_scale_={input_scale!r} in the model file.")
-    output_activation = fitted["output_activation_"]
-    if output_activation not in ("sigmoid", "identity"):
-        raise ValueError(f"Invalid output_activation_={output_activation!r} in the model file.")
     feature_names = fitted["feature_names_in_"]
     if feature_names is not None and (
         not isinstance(feature_names, list)
@@ -338,16 +402,18 @@ def _restore(document, tensors):
         raise ValueError(
             f"Invalid feature_names_in_ in the model file: expected {n_features} strings."
         )
-
-    modules = _build(estimator, n_features, output_activation)
-    expected = {
-        f"{module_name}.{key}": value
-        for module_name, module in modules.items()
-        for key, value in module.state_dict().items()
+    extras = {
+        name: _expect_int(fitted, name, low=0)
+        for name in _OPTIONAL_INT_ATTRIBUTES
+        if fitted.get(name) is not None
     }
-    expected["input_offset_"] = torch.empty(n_features)
+    if document["format_version"] == 1:
+        extras["batch_size_"] = estimator.batch_size
+
+    # Every stored tensor's shape was checked against the blueprint: this allocates no more
+    # than the file holds, and the weights need no initialisation since the file's replace them.
+    modules = {name: module.to_empty(device="cpu") for name, module in blueprint.items()}
     stored = {key: value for key, value in tensors.items() if not key.startswith(_OPTIMIZER_PREFIX)}
-    _check_tensors(stored, expected, f"{name}(**params) with {n_features} features")
     for module_name, module in modules.items():
         prefix = f"{module_name}."
         module.load_state_dict(
@@ -355,23 +421,24 @@ def _restore(document, tensors):
         )
 
     device = _restore_device(fitted["device_"], estimator.device)
-    training = _Training(
+    state = TrainingState(
         modules={module_name: module.to(device) for module_name, module in modules.items()},
         optimizer=None,
         scaling=AffineScaling(stored["input_offset_"], input_scale, device),
-        output_activation=output_activation,
+        output_activation=fitted["output_activation_"],
         device=device,
         seed=seed,
         n_iter=n_iter,
         loss_curve=loss_curve,
         validation_scores=validation_scores,
         best_loss=best_loss,
+        attributes={"hidden_layer_sizes_": _hidden_layer_sizes(document), **extras},
     )
-    parameters = training.parameters()
-    training.optimizer = estimator._make_optimizer(parameters, device)
+    parameters = state.parameters()
+    state.optimizer = estimator._make_optimizer(parameters, device)
     # As partial_fit resumes: the stored moments, this device's own optimizer options.
-    load_optimizer_state(training.optimizer, {"state": _optimizer_state(parameters, tensors)})
-    estimator._adopt(training)
+    load_optimizer_state(state.optimizer, {"state": _optimizer_state(parameters, tensors)})
+    estimator._adopt(state)
     estimator.n_features_in_ = n_features
     if feature_names is not None:
         estimator.feature_names_in_ = np.asarray(feature_names, dtype=object)
@@ -379,6 +446,7 @@ def _restore(document, tensors):
 
 
 def _check_tensors(stored, expected, described):
+    """``stored`` maps names to (shape, safetensors dtype), ``expected`` names to shapes."""
     missing = sorted(set(expected) - set(stored))
     unexpected = sorted(set(stored) - set(expected))
     if missing or unexpected:
@@ -386,13 +454,18 @@ def _check_tensors(stored, expected, described):
             f"The model file's tensors do not match {described}: missing {missing}, "
             f"unexpected {unexpected}."
         )
-    for key, value in expected.items():
-        if stored[key].shape != value.shape or stored[key].dtype != torch.float32:
+    for key, shape in expected.items():
+        stored_shape, dtype = stored[key]
+        if stored_shape != shape or dtype != "F32":
             raise ValueError(
-                f"The model file's tensor {key!r} has shape {tuple(stored[key].shape)} and dtype "
-                f"{stored[key].dtype}, but {described} needs shape {tuple(value.shape)} and "
+                f"The model file's tensor {key!r} has shape {stored_shape} and dtype "
+                f"{_DTYPE_NAMES.get(dtype, dtype)}, but {described} needs shape {shape} and "
                 "dtype torch.float32."
             )
+
+
+# safetensors' dtype names, as torch names them.
+_DTYPE_NAMES = {"F64": "torch.float64", "F32": "torch.float32", "F16": "torch.float16"}
 
 
 def _optimizer_state(parameters, tensors):
@@ -419,11 +492,6 @@ def _restore_device(stored, requested):
     if not isinstance(stored, str):
         raise ValueError(f"Invalid device_={stored!r} in the model file.")
     return restore_device(stored, requested, stacklevel=4)
-
-
-def _build(estimator, n_features, output_activation):
-    # The seed is irrelevant: every weight is then replaced by the file's.
-    return estimator._build_modules(n_features, output_activation, torch.Generator().manual_seed(0))
 
 
 def _cpu_float32(tensor):

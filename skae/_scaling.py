@@ -1,4 +1,6 @@
-"""The map between the user's units and the model's, chosen from the training data."""
+"""The map between the user's units and the model's, chosen from statistics of the training data."""
+
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,24 +28,87 @@ class AffineScaling:
         return x if self.is_identity else torch.addcmul(self.offset, x, x.new_tensor(self.scale))
 
 
-def choose_scaling(X, output_activation, device):
-    """The output layer and the input scaling for training data X.
+@dataclass
+class ColumnStats:
+    """Row count, range, and per-feature mean and sum of squared deviations of a data set.
+
+    Built one block of rows at a time and merged (Chan, Golub & LeVeque, 1983), so that they
+    can be gathered from an array larger than memory and from every process of a distributed
+    fit.
+    """
+
+    n_rows: int
+    minimum: float
+    maximum: float
+    mean: np.ndarray
+    squared_deviations: np.ndarray
+
+    @classmethod
+    def of(cls, X):
+        """The statistics of an in-memory block: a dense array or a sparse matrix."""
+        if sp.issparse(X):
+            mean, variance = mean_variance_axis(X.tocsr(), axis=0)
+            minimum, maximum = X.min(), X.max()
+        else:
+            mean, variance = X.mean(axis=0, dtype=np.float64), X.var(axis=0, dtype=np.float64)
+            minimum, maximum = X.min(), X.max()
+        n_rows = X.shape[0]
+        return cls(n_rows, float(minimum), float(maximum), mean, variance * n_rows)
+
+    def merge(self, other):
+        n_rows = self.n_rows + other.n_rows
+        delta = other.mean - self.mean
+        return ColumnStats(
+            n_rows,
+            min(self.minimum, other.minimum),
+            max(self.maximum, other.maximum),
+            self.mean + delta * (other.n_rows / n_rows),
+            self.squared_deviations
+            + other.squared_deviations
+            + delta**2 * (self.n_rows * other.n_rows / n_rows),
+        )
+
+    def over_processes(self, group):
+        """The statistics of the union of every process's rows."""
+        if group.world_size == 1:
+            return self
+        n_rows = int(self._reduce(group, [self.n_rows], "sum")[0])
+        minimum = float(self._reduce(group, [self.minimum], "min")[0])
+        maximum = float(self._reduce(group, [self.maximum], "max")[0])
+        mean = self._reduce(group, self.mean * self.n_rows, "sum") / n_rows
+        # Each process's deviations from the union's mean: its own, plus its mean's offset.
+        squared = self.squared_deviations + self.n_rows * (self.mean - mean) ** 2
+        return ColumnStats(n_rows, minimum, maximum, mean, self._reduce(group, squared, "sum"))
+
+    @staticmethod
+    def _reduce(group, values, op):
+        return group.all_reduce(torch.as_tensor(np.asarray(values, dtype=np.float64)), op).numpy()
+
+
+def column_statistics(chunks):
+    """The ColumnStats of the union of ``chunks`` (in-memory blocks of rows)."""
+    stats = None
+    for chunk in chunks:
+        block = ColumnStats.of(chunk)
+        stats = block if stats is None else stats.merge(block)
+    return stats
+
+
+def choose_scaling(stats, output_activation, device):
+    """The output layer and the input scaling for training data with the given ColumnStats.
 
     Data in [0, 1] (images, proportions, TF-IDF) keep their units and get a sigmoid output, as in
     the design. Anything else is centred per feature and divided by one overall scale, with a
     linear output.
     """
-    x_min, x_max = float(X.min()), float(X.max())
     if output_activation == "auto":
-        output_activation = "sigmoid" if x_min >= 0.0 and x_max <= 1.0 else "identity"
-    n_features = X.shape[1]
+        in_unit_interval = stats.minimum >= 0.0 and stats.maximum <= 1.0
+        output_activation = "sigmoid" if in_unit_interval else "identity"
+    n_features = stats.mean.shape[0]
     if output_activation == "sigmoid":
         return output_activation, AffineScaling(np.zeros(n_features), 1.0, device)
-    if sp.issparse(X):
-        mean, variance = mean_variance_axis(X.tocsr(), axis=0)
-    else:
-        mean, variance = X.mean(axis=0, dtype=np.float64), X.var(axis=0, dtype=np.float64)
+    variance = stats.squared_deviations / stats.n_rows
     # One overall scale: the root mean variance over features (1 for constant data).
     overall = float(np.sqrt(np.mean(variance)))
     scale = overall if overall > 1e-12 else 1.0
-    return output_activation, AffineScaling(mean, scale, device)
+    return output_activation, AffineScaling(stats.mean, scale, device)

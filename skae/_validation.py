@@ -1,6 +1,7 @@
 """Checks of estimator parameters, run at fit time (``__init__`` only stores them)."""
 
 import numbers
+import os
 import warnings
 
 import numpy as np
@@ -64,15 +65,22 @@ def check_hidden_layer_sizes(value):
 
 
 def resolve_device(device):
-    """Turn the ``device`` parameter into a ``torch.device`` that is available here."""
+    """Turn the ``device`` parameter into a ``torch.device`` that is available here.
+
+    "auto" is CUDA when available, else the CPU. Under torch.distributed, "auto" and "cuda"
+    mean this process's own GPU, ``cuda:$LOCAL_RANK`` (as torchrun numbers the processes of
+    a node), so that no two ranks share one.
+    """
     if device is None or (isinstance(device, str) and device == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(
             f"device={device!r} is invalid: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
         ) from None
+    if resolved.type == "cuda" and resolved.index is None and _local_rank() is not None:
+        resolved = torch.device("cuda", _local_rank())
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
@@ -111,3 +119,11 @@ def restore_device(stored, requested, *, stacklevel):
             stacklevel=stacklevel + 1,
         )
         return torch.device("cpu")
+
+
+def _local_rank():
+    """This process's index on its node under torch.distributed (torchrun's LOCAL_RANK)."""
+    distributed = torch.distributed
+    if not (distributed.is_available() and distributed.is_initialized()):
+        return None
+    return int(os.environ.get("LOCAL_RANK", 0))

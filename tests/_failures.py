@@ -10,8 +10,8 @@ def patch_gradients(est, replacement):
     for its gradients and loss, whichever kind of step (autograd or hand-written) it is."""
     make_step = est._make_step
 
-    def patched_make_step(training):
-        step = make_step(training)
+    def patched_make_step(training, *args):
+        step = make_step(training, *args)
         compute_gradients = step.compute_gradients
         step.compute_gradients = lambda x: replacement(training, compute_gradients, x)
         return step

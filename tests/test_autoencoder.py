@@ -21,7 +21,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skae import AutoEncoderTransformer
-from skae._training import Rows
+from skae._training import InMemoryRows
 
 
 def small_ae(**params):
@@ -260,13 +260,13 @@ def test_last_partial_batch_is_trained_on(digits, monkeypatch):
     X, _ = digits
     ae = small_ae(max_iter=1, batch_size=128)
     batch_sizes = []
-    original = Rows.take
+    original = InMemoryRows.take
 
     def recording_take(self, index):
         batch_sizes.append(index.numel())
         return original(self, index)
 
-    monkeypatch.setattr(Rows, "take", recording_take)
+    monkeypatch.setattr(InMemoryRows, "take", recording_take)
     ae.fit(X[:130])
     assert sorted(batch_sizes) == [2, 128]
     batch_sizes.clear()

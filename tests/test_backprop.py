@@ -10,10 +10,10 @@ from numpy.testing import assert_allclose
 from sklearn.datasets import load_digits
 from torch import nn
 
-from skae import AutoEncoderTransformer, _backprop
-from skae._backprop import BackpropStep, supports
+from skae import AutoEncoderTransformer
 from skae._modules import ACTIVATIONS, mlp
-from skae._training import TrainingStep
+from skae._training import TrainingStep, _backprop
+from skae._training._backprop import BackpropStep, supports
 
 SUPPORTED = ["leaky_relu", "relu", "elu", "tanh"]
 

@@ -5,6 +5,7 @@ import os
 import pathlib
 import pickle
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -198,7 +199,8 @@ def test_file_is_plain_safetensors_with_a_json_document(saved, cls):
     est, path = saved[cls]
     document, tensors = read(path)
     assert document["format"] == "skae-model"
-    assert document["format_version"] == 1
+    assert document["format_version"] == 2
+    assert document["fitted"]["hidden_layer_sizes_"] == {"__tuple__": [8, 5]}
     assert document["skae_version"] == skae.__version__
     assert document["estimator"] == cls.__name__
     assert document["params"]["hidden_layer_sizes"] == {"__tuple__": [8, 5]}
@@ -332,6 +334,50 @@ def test_load_refuses_files_that_are_not_model_files_without_running_them(tmp_pa
     assert not marker.exists()
 
 
+def test_version_1_files_still_load(saved, tmp_path):
+    # skae 0.1.0 wrote no hidden_layer_sizes_ (its parameter was always explicit) nor budget.
+    est, source = saved[AutoEncoderTransformer]
+
+    def as_version_1(document):
+        document["format_version"] = 1
+        for name in ("hidden_layer_sizes_", "batch_size_", "max_iter_"):
+            del document["fitted"][name]
+        document["params"]["batch_size"] = 256
+        document["params"]["max_iter"] = 3
+
+    loaded = skae.load(rewrite(source, tmp_path / "v1.safetensors", edit_document=as_version_1))
+    assert loaded.hidden_layer_sizes_ == (8, 5) and loaded.batch_size_ == 256
+    assert_array_equal(loaded.transform(X), est.transform(X))
+
+
+def test_load_refuses_a_declared_network_it_does_not_hold_before_allocating(saved, tmp_path):
+    # A tiny file that declares a network of two 30,000-wide layers (7.5 GB of weights): it must
+    # be refused from the header alone, in far less time than allocating it would take.
+    _, source = saved[AutoEncoderTransformer]
+
+    def huge(document):
+        document["params"]["hidden_layer_sizes"] = {"__tuple__": [30000, 30000]}
+        document["fitted"]["hidden_layer_sizes_"] = {"__tuple__": [30000, 30000]}
+
+    target = rewrite(source, tmp_path / "huge.safetensors", edit_document=huge)
+    assert target.stat().st_size < 50_000
+    allocated = []
+    original_to_empty = torch.nn.Module.to_empty
+
+    def recording_to_empty(module, *args, **kwargs):
+        allocated.append(sum(p.numel() for p in module.parameters()))
+        return original_to_empty(module, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.nn.Module, "to_empty", recording_to_empty)
+        started = time.perf_counter()
+        with pytest.raises(ValueError, match=r"has shape \(8, 6\).*needs shape \(30000, 6\)"):
+            skae.load(target)
+        elapsed = time.perf_counter() - started
+    assert allocated == []  # no parameter was ever materialised
+    assert elapsed < 1.0
+
+
 def test_load_refuses_safetensors_files_of_other_programs(tmp_path):
     save_file({"weight": torch.ones(2, 2)}, tmp_path / "other.safetensors")
     with pytest.raises(ValueError, match="not a skae model file: it is a safetensors file without"):
@@ -373,8 +419,8 @@ def _delete(*keys):
     [
         (_set("format", "other"), "not a skae model file: its metadata has no skae format tag"),
         (
-            _set("format_version", 2),
-            "in format version 2, written by skae .*reads format version 1",
+            _set("format_version", 3),
+            "in format version 3, written by skae .*reads format versions 1, 2 only",
         ),
         (_set("estimator", "Pipeline"), "Unknown estimator 'Pipeline'.*skae loads only"),
         (_set("estimator", "os.system"), "Unknown estimator 'os.system'"),
@@ -382,8 +428,13 @@ def _delete(*keys):
         (_set("params", "n_components", 4), r"tensor 'encoder_\.\S+' has shape .*needs shape"),
         (
             _set("params", "hidden_layer_sizes", {"__tuple__": [8]}),
-            r"missing \[\], unexpected \['decoder_\.4\.bias'",
+            r"hidden_layer_sizes=\(8,\) does not describe its network",
         ),
+        (
+            _set("fitted", "hidden_layer_sizes_", {"__tuple__": [8]}),
+            r"hidden_layer_sizes=\(8, 5\) does not describe its network",
+        ),
+        (_set("fitted", "hidden_layer_sizes_", [8, 5]), "Invalid hidden_layer_sizes_"),
         (_set("params", "n_components", -1), "invalid parameter: n_components=-1 is invalid"),
         (_set("params", "activation", "__import__"), "invalid parameter: activation="),
         (_set("params", "evil", 1), r"unexpected \['evil'\]"),

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._training import TrainingStep
+from ._steps import TrainingStep
 
 aten = torch.ops.aten
 

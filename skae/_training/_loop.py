@@ -1,0 +1,182 @@
+"""The training loop: epochs of optimizer steps, and the rules that end them.
+
+The estimators (``skae._base``) decide what to train and how long; this module runs it. It
+knows nothing of scikit-learn: it trains a ``TrainingState`` on rows (``_data``) with a step
+(``_steps``, ``_backprop``) following a ``Plan``, on one process or many (``_distributed``).
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ._distributed import AveragedOverProcesses, local_batch_size
+from ._steps import learning_rates
+
+# Keeps the shuffling and noise seeds of the processes of a distributed fit apart.
+_RANK_SEED_STRIDE = 2**20
+
+
+@dataclass
+class TrainingState:
+    """Everything one call to fit / partial_fit changes. The estimator trains a copy and adopts
+    it at the end, so that a failed call leaves the estimator as it was."""
+
+    modules: dict
+    optimizer: torch.optim.Optimizer
+    scaling: object
+    output_activation: str
+    device: torch.device
+    seed: int
+    n_iter: int = 0
+    loss_curve: list = field(default_factory=list)
+    validation_scores: list | None = None
+    best_loss: float = np.inf
+    epochs_without_improvement: int = 0
+    noise_generator: torch.Generator | None = None
+    # Fitted attributes of the estimator's own (what its "auto" parameters chose, ...), adopted
+    # with the rest.
+    attributes: dict = field(default_factory=dict)
+
+    def parameters(self):
+        return [p for module in self.modules.values() for p in module.parameters()]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one call trains: its budget, schedule and stopping rules."""
+
+    batch_size: int  # rows per optimizer step, summed over the processes
+    max_epochs: int
+    learning_rate_init: float
+    schedule: str = "constant"  # or "cosine", over max_epochs
+    plateau_rule: bool = False  # stop after n_iter_no_change epochs without improvement
+    early_stopping: bool = False  # monitor a held-out validation_fraction, keep its best epoch
+    validation_fraction: float = 0.1
+    n_iter_no_change: int = 10
+    tol: float = 0.0
+    verbose: int = 0
+    name: str = "training"
+
+
+@dataclass
+class Outcome:
+    """How a call to ``train`` ended."""
+
+    epochs: int = 0
+    interrupted: bool = False
+    plateaued: bool = False
+    n_steps_per_epoch: int = 0
+
+
+def train(state, rows, make_step, plan, group, reconstruct):
+    """Train ``state`` on ``rows`` following ``plan``; return the Outcome.
+
+    ``make_step(batch_size, capture_graph)`` builds the optimizer step for this process's batch
+    size; ``reconstruct(modules, x)`` reconstructs model-unit rows, for the validation error.
+    A KeyboardInterrupt ends training after the last completed step (``Outcome.interrupted``);
+    a non-finite epoch loss raises FloatingPointError.
+    """
+    validation = None
+    if plan.early_stopping:
+        rows, validation = rows.split(plan.validation_fraction, _process_seed(state.seed, group))
+        state.validation_scores = []
+    (n_total,) = group.reduce_sum(rows.n_rows)
+    batch_size = local_batch_size(plan.batch_size, rows.n_rows, n_total)
+    # Every process takes as many steps as the one that needs most, so none waits alone.
+    own_steps = torch.tensor([-(-rows.n_rows // batch_size)])
+    n_steps = int(group.all_reduce(own_steps, "max")[0])
+    step = make_step(batch_size, group.world_size == 1)
+    if group.world_size > 1:
+        step = AveragedOverProcesses(step, group)
+    rates = learning_rates(plan.learning_rate_init, plan.schedule, plan.max_epochs * n_steps)
+
+    outcome = Outcome(n_steps_per_epoch=n_steps)
+    best_weights = None
+    progress = tqdm(
+        range(plan.max_epochs),
+        disable=plan.verbose < 1 or group.rank != 0,
+        desc=plan.name,
+        unit="epoch",
+    )
+    with progress:
+        try:
+            for _ in progress:
+                loss = _run_epoch(state, step, rows, batch_size, n_steps, rates, plan, group)
+                outcome.epochs += 1
+                improved = _record_epoch(state, loss, validation, reconstruct, plan, group)
+                if improved and validation is not None:
+                    best_weights = _copy_weights(state.modules)
+                progress.set_postfix(loss=f"{loss:.4g}", refresh=False)
+                if plan.plateau_rule and state.epochs_without_improvement >= plan.n_iter_no_change:
+                    outcome.plateaued = True
+                    break
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+    if best_weights is not None:
+        for name, module in state.modules.items():
+            module.load_state_dict(best_weights[name])
+    return outcome
+
+
+def _process_seed(seed, group):
+    return seed + group.rank * _RANK_SEED_STRIDE
+
+
+def _run_epoch(state, step, rows, batch_size, n_steps, rates, plan, group):
+    """One pass over ``rows``; its mean loss over every process's rows, which must be finite."""
+    seed = _process_seed(state.seed + state.n_iter, group)
+    state.noise_generator = torch.Generator(state.device).manual_seed(seed)
+    # Accumulated on the device: no step waits for the host.
+    total = torch.zeros((), device=state.device)
+    for x in rows.batches(batch_size, n_steps, seed):
+        step.set_learning_rate(next(rates))
+        loss = step(x)
+        total += loss.detach() * x.shape[0]
+    loss_sum, n_rows = group.reduce_sum(float(total), rows.n_rows)
+    loss = loss_sum / n_rows
+    if not np.isfinite(loss):
+        raise FloatingPointError(
+            f"The training loss became {loss} in epoch {state.n_iter + 1}: training "
+            f"diverged. Try a smaller learning_rate_init (it is {plan.learning_rate_init}) "
+            "or scale the input features. The estimator was left as it was before this call."
+        )
+    state.n_iter += 1
+    state.loss_curve.append(loss)
+    return loss
+
+
+def _record_epoch(state, loss, validation, reconstruct, plan, group):
+    """Update the stopping rules' bookkeeping; return whether the monitored loss (validation
+    MSE with early stopping, else the training loss) reached a new best."""
+    monitored = loss
+    if validation is not None:
+        monitored = validation_error(state, validation, reconstruct, group)
+        state.validation_scores.append(-monitored)
+    if monitored < state.best_loss - plan.tol * abs(state.best_loss):
+        state.epochs_without_improvement = 0
+    else:
+        state.epochs_without_improvement += 1
+    if monitored >= state.best_loss:
+        return False
+    state.best_loss = monitored
+    return True
+
+
+def validation_error(state, rows, reconstruct, group):
+    """Mean squared reconstruction error on ``rows`` (model units), over every process's rows."""
+    total = torch.zeros((), dtype=torch.float64, device=state.device)
+    with torch.inference_mode():
+        for x in rows.chunks():
+            total += (reconstruct(state.modules, x) - x).square().sum(dtype=torch.float64)
+    squared_error, n_rows = group.reduce_sum(float(total), rows.n_rows)
+    n_features = state.scaling.offset.shape[0]
+    return squared_error / (n_rows * n_features)
+
+
+def _copy_weights(modules):
+    return {
+        name: {k: v.detach().clone() for k, v in m.state_dict().items()}
+        for name, m in modules.items()
+    }
