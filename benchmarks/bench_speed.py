@@ -17,7 +17,10 @@ the plain loop's epoch just before it), final train loss and test
 reconstruction error (a speed-up must not cost quality), transform throughput and the peak
 extra memory of transform.
 
-    python benchmarks/bench_speed.py --data-home ../shared/data            # full MNIST
+MNIST is read from, or downloaded into, <data home>/mnist/ (--data-home, else $SKAE_DATA, else
+scikit-learn's data home); scikit-learn's digits stand in when it is unavailable.
+
+    python benchmarks/bench_speed.py                                       # full MNIST
     python benchmarks/bench_speed.py --device cuda --epochs 10             # on a GPU
 """
 
@@ -259,8 +262,17 @@ def _synchronize(device):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-home", default=None)
-    parser.add_argument("--no-download", action="store_true", help="never download MNIST")
+    parser.add_argument(
+        "--data-home",
+        default=None,
+        help="folder holding mnist/ with the four *-ubyte.gz IDX files, downloaded there when "
+        "missing (default: $SKAE_DATA, else scikit-learn's data home, ~/scikit_learn_data)",
+    )
+    parser.add_argument(
+        "--no-download",
+        action="store_true",
+        help="never download MNIST: fall back to scikit-learn's digits at once when it is missing",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--epochs", type=int, default=5, help="epochs per run")
     parser.add_argument("--repeats", type=int, default=2, help="alternating rounds")

@@ -2,9 +2,9 @@
 
 Trains a plain, sparse, denoising (Gaussian and masking), contractive and variational
 autoencoder with the same architecture and seed on MNIST (or scikit-learn's digits when the
-MNIST files are absent) and prints a markdown table: the median epoch time, its ratio to the
-plain autoencoder's, each variant's defining effect measured against the plain autoencoder, and
-the test reconstruction error.
+MNIST files can neither be found nor downloaded) and prints a markdown table: the median epoch
+time, its ratio to the plain autoencoder's, each variant's defining effect measured against the
+plain autoencoder, and the test reconstruction error.
 
 The effects are measured on models trained by ``fit`` with the estimators' default training
 settings. Epoch times are measured separately, on fresh models, round-robin (one epoch of every
@@ -26,59 +26,41 @@ The effect measures (on the test rows):
   the encoder's Gaussians over the test rows, moment-matched by a diagonal Gaussian), against
   the same model trained with beta=0 (no KL term).
 
-Usage::
+Usage, from the repository root (MNIST is read from, or downloaded into, <data home>/mnist/,
+the data home being --data-home, else $SKAE_DATA, else scikit-learn's data home)::
 
     python benchmarks/bench_variants.py --n-samples 10000
 """
 
 import argparse
-import gzip
 import os
 import platform
 import statistics
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
+from _common import announce_fallback, load_dataset
 
 from skae import AutoEncoderTransformer, VariationalAutoEncoderTransformer
 
 SIGMA = 0.01  # standard deviation of the perturbations for the contractive measure
 
 
-def load_data(data_home, n_samples, n_test, seed):
-    """(name, X_train, X_test) as float32 in [0, 1]: MNIST if its files are there, else digits."""
-    try:
-        from skae.datasets import load_mnist
+def load_data(data_home, n_samples, n_test, seed, *, download=True):
+    """(name, X_train, X_test) as float32 in [0, 1]: random subsets of MNIST, else of digits.
 
-        bunch = load_mnist(data_home=data_home, download=False)
-        X_train, X_test = bunch.X_train, bunch.X_test
-    except Exception:  # the loader is missing or cannot find the files: read them directly
-        try:
-            X_train = _read_idx_images(Path(data_home) / "mnist" / "train-images-idx3-ubyte.gz")
-            X_test = _read_idx_images(Path(data_home) / "mnist" / "t10k-images-idx3-ubyte.gz")
-        except OSError:
-            X = (load_digits().data / 16.0).astype(np.float32)
-            order = np.random.default_rng(seed).permutation(len(X))
-            n_test = min(n_test, len(X) // 4)
-            X_test, X_train = X[order[:n_test]], X[order[n_test:]]
-            return "digits (MNIST files not found)", X_train[:n_samples], X_test
+    When MNIST is unavailable, the first line printed says so and how to get it.
+    """
+    data = load_dataset("mnist", data_home, download=download, seed=seed)
+    announce_fallback(data)
+    X_train, X_test = data.X_train, data.X_test
     rng = np.random.default_rng(seed)
     train = rng.choice(len(X_train), size=min(n_samples, len(X_train)), replace=False)
     test = rng.choice(len(X_test), size=min(n_test, len(X_test)), replace=False)
-    return "MNIST", np.ascontiguousarray(X_train[train]), np.ascontiguousarray(X_test[test])
-
-
-def _read_idx_images(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    n, rows, cols = (int.from_bytes(data[i : i + 4], "big") for i in (4, 8, 12))
-    images = np.frombuffer(data, dtype=np.uint8, offset=16).reshape(n, rows * cols)
-    return (images / np.float32(255.0)).astype(np.float32)
+    return data.label, np.ascontiguousarray(X_train[train]), np.ascontiguousarray(X_test[test])
 
 
 # -- measures ----------------------------------------------------------------------------------
@@ -222,9 +204,16 @@ def main(argv=None):
     )
     parser.add_argument(
         "--data-home",
-        default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data"),
-        help="folder holding mnist/ with the IDX .gz files (default: ../shared/data from the "
-        "repository); scikit-learn's digits stand in when they are absent",
+        default=None,
+        help="folder holding mnist/ with the four *-ubyte.gz IDX files, downloaded there when "
+        "missing (default: $SKAE_DATA, else scikit-learn's data home, ~/scikit_learn_data); "
+        "scikit-learn's digits stand in when they can be neither found nor downloaded",
+    )
+    parser.add_argument(
+        "--no-download",
+        action="store_true",
+        help="never download: fall back to scikit-learn's digits at once when the files are "
+        "missing",
     )
     parser.add_argument("--n-components", type=int, default=64)
     parser.add_argument("--hidden-layer-sizes", type=int, nargs="+", default=[256, 128])
@@ -245,7 +234,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    data_name, X_train, X_test = load_data(args.data_home, args.n_samples, args.n_test, args.seed)
+    data_name, X_train, X_test = load_data(
+        args.data_home, args.n_samples, args.n_test, args.seed, download=not args.no_download
+    )
 
     timed = {name: model for name, (_, model) in variants(args).items()}
     times = {name: [] for name in timed}

@@ -14,8 +14,10 @@ on scikit-learn's 8x8 digits instead.
 With --n-jobs > 1 the folds run in separate processes; joblib then limits each worker's threads
 so that torch does not oversubscribe the cores.
 
-Usage, from the repository root:
-  python benchmarks/grid_search.py --data-home ../shared/data
+Usage, from the repository root (the dataset is read from, or downloaded into,
+<data home>/<dataset>/, the data home being --data-home, else $SKAE_DATA, else scikit-learn's
+data home):
+  python benchmarks/grid_search.py
   python benchmarks/grid_search.py --n-samples 10000 --n-components 16,32,64 --C 0.01,0.1,1
 """
 

@@ -1,7 +1,9 @@
 """Tests for skae.datasets: the IDX reader, local lookup, verified downloads, and real MNIST.
 
-Every test runs offline: mirrors point at an HTTP server on 127.0.0.1 or nowhere, and the
-loaders are fed tiny IDX files written here, with the checksum tables swapped to match them.
+Every test runs offline: mirrors point at an HTTP server on 127.0.0.1, a fake urlopen or
+nowhere, and the loaders are fed tiny IDX files written here, with the checksum tables swapped to
+match them. The tests of the real MNIST files read them from $SKAE_DATA (development and CI set
+it, e.g. SKAE_DATA=../shared/data) and are skipped when it is unset or holds no MNIST.
 """
 
 from __future__ import annotations
@@ -10,8 +12,12 @@ import functools
 import gzip
 import hashlib
 import http.server
+import io
+import os
+import re
 import socket
 import threading
+import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +25,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tqdm import tqdm
 
 import skae.datasets._fetch as fetch
 import skae.datasets._mnist as mnist
@@ -33,8 +40,22 @@ FILES = (
     "t10k-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte.gz",
 )
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-HAS_REAL_MNIST = (SHARED_DATA / "mnist" / FILES[0]).is_file()
+# Read at import: the autouse fixture below unsets SKAE_DATA for every test. Resolved now, so
+# that a relative path (../shared/data) means the same whatever the tests do with the cwd.
+REAL_DATA_HOME = Path(os.environ["SKAE_DATA"]).resolve() if os.environ.get("SKAE_DATA") else None
+
+
+def _real_mnist_skip_reason() -> str | None:
+    if REAL_DATA_HOME is None:
+        return "SKAE_DATA is not set: point it at a folder holding mnist/ with the real files"
+    folder = REAL_DATA_HOME / "mnist"
+    absent = [name for name in FILES if not (folder / name).is_file()]
+    if absent:
+        return f"real MNIST not in $SKAE_DATA: {', '.join(absent)} missing from {folder}"
+    return None
+
+
+REAL_MNIST_SKIP_REASON = _real_mnist_skip_reason()
 SYSTEM_FASHION_HOME = Path("/usr/share/datasets")
 HAS_SYSTEM_FASHION = (SYSTEM_FASHION_HOME / "fashion-mnist" / FILES[0]).is_file()
 
@@ -97,6 +118,35 @@ def forbid_network(monkeypatch):
         raise AssertionError("no network access expected")
 
     monkeypatch.setattr(fetch.urllib.request, "urlopen", fail)
+
+
+class FakeResponse(io.BytesIO):
+    """What urlopen returns, enough for the downloader: a body and its Content-Length."""
+
+    def __init__(self, body: bytes):
+        super().__init__(body)
+        self.headers = {"Content-Length": str(len(body))}
+
+
+def serve_from_memory(monkeypatch, blobs: dict[str, bytes]) -> list[str]:
+    """Answer urlopen with blobs[file name]; return the list of URLs requested."""
+    requested: list[str] = []
+
+    def urlopen(request, timeout=None):
+        requested.append(request.full_url)
+        return FakeResponse(blobs[request.full_url.rsplit("/", 1)[-1]])
+
+    monkeypatch.setattr(fetch.urllib.request, "urlopen", urlopen)
+    return requested
+
+
+def no_network(monkeypatch):
+    """urlopen fails as it does on a machine without network access."""
+
+    def unreachable(*args, **kwargs):
+        raise urllib.error.URLError(OSError(101, "Network is unreachable"))
+
+    monkeypatch.setattr(fetch.urllib.request, "urlopen", unreachable)
 
 
 # --- fixtures ------------------------------------------------------------------------------
@@ -509,13 +559,11 @@ def test_labels_outside_zero_to_nine_are_rejected(tmp_path, tiny, monkeypatch):
 
 def test_download_verifies_stores_and_loads(tmp_path, tiny, server, monkeypatch, capsys):
     monkeypatch.setitem(mnist.MIRRORS, "mnist", (server.mirror("good"),))
-    # Treat every file as large, so the progress bar code runs (silently: stderr is no tty).
-    monkeypatch.setattr(fetch, "_PROGRESS_MIN_BYTES", 0)
     home = tmp_path / "home"
 
     data = load_mnist(data_home=home)
 
-    assert capsys.readouterr().err == ""
+    assert capsys.readouterr().out == ""
 
     np.testing.assert_array_equal(data.y_train, tiny.labels["train"])
     assert files_under(home) == sorted(home / "mnist" / name for name in FILES)
@@ -670,15 +718,120 @@ def test_corrupt_local_file_is_downloaded_again(tmp_path, tiny, server, monkeypa
     assert server.requests_log == [f"/good/{FILES[3]}"]
 
 
+# --- a first download on a fresh machine (fake urlopen) -----------------------------------
+
+FAKE_MIRRORS = ("https://mirror-a.invalid/mnist/", "https://mirror-b.invalid/mnist/")
+
+
+def data_home_given_by(how: str, home: Path, monkeypatch) -> dict:
+    """The load_mnist keywords that make ``home`` the data home, the way ``how`` says."""
+    if how == "argument":
+        return {"data_home": home}
+    if how == "SKAE_DATA":
+        monkeypatch.setenv("SKAE_DATA", str(home))
+    else:  # scikit-learn's data home, the default of a user who configured nothing
+        monkeypatch.setenv("SCIKIT_LEARN_DATA", str(home))
+    return {}
+
+
+def test_download_shows_one_progress_bar_per_file_and_stores_verified_files(
+    tmp_path, tiny, monkeypatch, capsys
+):
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", FAKE_MIRRORS)
+    requested = serve_from_memory(monkeypatch, tiny.gz)
+    home = tmp_path / "home"
+
+    data = load_mnist(data_home=home)
+
+    err = capsys.readouterr().err
+    assert f"Downloading 4 file(s) of dataset 'mnist' into {home / 'mnist'}" in err
+    # tqdm redraws a bar with \r; the last state of each bar shows the file's bytes in full.
+    states = [line for line in re.split(r"[\r\n]", err) if line.strip()]
+    for name in FILES:
+        size = tqdm.format_sizeof(len(tiny.gz[name]))
+        finished = [line for line in states if line.startswith(f"{name}: 100%")]
+        assert len(finished) == 1, err
+        assert f"{size}/{size}" in finished[0] and "B/s" in finished[0]
+    assert requested == [FAKE_MIRRORS[0] + name for name in FILES]
+    # Verified files under their final names, nothing else, nowhere else.
+    assert sorted(tmp_path.iterdir()) == [home]
+    assert files_under(home) == sorted(home / "mnist" / name for name in FILES)
+    for name in FILES:
+        assert (home / "mnist" / name).read_bytes() == tiny.gz[name]
+    np.testing.assert_array_equal(data.y_train, tiny.labels["train"])
+
+
+@pytest.mark.parametrize("how", ["argument", "SKAE_DATA", "scikit-learn"])
+def test_offline_error_says_which_files_to_put_where(tmp_path, tiny, monkeypatch, how):
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", FAKE_MIRRORS)
+    no_network(monkeypatch)
+    home = tmp_path / "fresh_home"
+
+    with pytest.raises(DatasetUnavailableError) as info:
+        load_mnist(**data_home_given_by(how, home, monkeypatch))
+
+    message = str(info.value)
+    assert info.value.directory == home / "mnist"
+    assert info.value.missing == list(FILES)
+    assert "no network access" in message
+    for name in FILES:
+        assert name in message and f"{FAKE_MIRRORS[0]}{name}" in message
+    # The fix comes last: the files, gzipped, in this folder, or SKAE_DATA / data_home= elsewhere.
+    fix = message[message.index("To fix this") :]
+    assert "gzipped" in fix and f"  {home / 'mnist'}{os.sep}\n" in fix
+    assert "SKAE_DATA" in fix and "data_home=" in fix and "mnist/ subfolder" in fix
+    # Offline, each mirror is asked once, not once per file.
+    assert message.count("Network is unreachable") == len(FAKE_MIRRORS)
+
+
+class _InterruptedResponse(FakeResponse):
+    def read(self, *args):
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("how", ["argument", "SKAE_DATA", "scikit-learn"])
+@pytest.mark.parametrize("failure", ["offline", "corrupt", "interrupted"])
+def test_failed_download_into_a_new_data_home_leaves_no_folder(
+    tmp_path, tiny, monkeypatch, how, failure
+):
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", FAKE_MIRRORS)
+    if failure == "offline":
+        no_network(monkeypatch)
+    elif failure == "corrupt":
+        serve_from_memory(monkeypatch, {name: blob[::-1] for name, blob in tiny.gz.items()})
+    else:  # the user presses Ctrl-C during the first file
+        monkeypatch.setattr(
+            fetch.urllib.request, "urlopen", lambda *a, **k: _InterruptedResponse(b"x" * 10)
+        )
+    # Two levels that do not exist yet: the download creates both, and must remove both.
+    home = tmp_path / "new" / "data_home"
+    kwargs = data_home_given_by(how, home, monkeypatch)
+
+    expected = KeyboardInterrupt if failure == "interrupted" else DatasetUnavailableError
+    with pytest.raises(expected):
+        load_mnist(**kwargs)
+
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_lookup_without_download_creates_no_default_data_home(tmp_path, tiny):
+    # The autouse fixture points SCIKIT_LEARN_DATA at tmp_path / "sklearn_home", absent.
+    with pytest.raises(DatasetUnavailableError) as info:
+        load_mnist(download=False)
+
+    assert info.value.directory == tmp_path / "sklearn_home" / "mnist"
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- the real data sets --------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def real_mnist():
-    return load_mnist(data_home=SHARED_DATA, download=False)
+    return load_mnist(data_home=REAL_DATA_HOME, download=False)
 
 
-@pytest.mark.skipif(not HAS_REAL_MNIST, reason=f"real MNIST not found in {SHARED_DATA}")
+@pytest.mark.skipif(REAL_MNIST_SKIP_REASON is not None, reason=str(REAL_MNIST_SKIP_REASON))
 class TestRealMNIST:
     def test_shapes_dtypes_and_range(self, real_mnist):
         assert real_mnist.X_train.shape == (60000, 784) and real_mnist.X_test.shape == (10000, 784)
@@ -702,7 +855,7 @@ class TestRealMNIST:
 
     def test_as_frame_and_return_X_y(self, real_mnist):
         X_train, y_train, X_test, y_test = load_mnist(
-            data_home=SHARED_DATA, download=False, return_X_y=True, as_frame=True
+            data_home=REAL_DATA_HOME, download=False, return_X_y=True, as_frame=True
         )
         assert isinstance(X_train, pd.DataFrame) and X_train.shape == (60000, 784)
         assert isinstance(y_test, pd.Series) and y_test.shape == (10000,)
@@ -710,17 +863,19 @@ class TestRealMNIST:
         np.testing.assert_array_equal(X_test.to_numpy(), real_mnist.X_test)
         np.testing.assert_array_equal(y_train.to_numpy(), real_mnist.y_train)
 
-    def test_loading_never_writes_to_the_shared_folder(self, monkeypatch):
+    def test_loading_never_writes_to_the_data_home(self, monkeypatch):
         forbid_network(monkeypatch)
-        before = {p: p.stat().st_mtime_ns for p in files_under(SHARED_DATA)}
-        folders = sorted(p for p in SHARED_DATA.rglob("*") if p.is_dir())
+        # Through $SKAE_DATA, as users and CI reach it (the autouse fixture unset it).
+        monkeypatch.setenv("SKAE_DATA", str(REAL_DATA_HOME))
+        before = {p: p.stat().st_mtime_ns for p in files_under(REAL_DATA_HOME)}
+        folders = sorted(p for p in REAL_DATA_HOME.rglob("*") if p.is_dir())
 
         # download=True as well: valid files must be read, not fetched or rewritten.
-        X_train, y_train, X_test, y_test = load_mnist(data_home=SHARED_DATA, return_X_y=True)
+        X_train, y_train, X_test, y_test = load_mnist(return_X_y=True)
 
         assert X_test.shape == (10000, 784)
-        assert {p: p.stat().st_mtime_ns for p in files_under(SHARED_DATA)} == before
-        assert sorted(p for p in SHARED_DATA.rglob("*") if p.is_dir()) == folders
+        assert {p: p.stat().st_mtime_ns for p in files_under(REAL_DATA_HOME)} == before
+        assert sorted(p for p in REAL_DATA_HOME.rglob("*") if p.is_dir()) == folders
 
 
 @pytest.mark.skipif(not HAS_SYSTEM_FASHION, reason="Debian's dataset-fashion-mnist not installed")

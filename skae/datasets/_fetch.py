@@ -3,7 +3,9 @@
 A dataset named ``name`` lives in ``<data_home>/<name>/``; read-only copies installed by the
 system (e.g. Debian's ``dataset-fashion-mnist`` package) are looked up in ``SYSTEM_DATA_DIRS``.
 Every file is checked against known digests before use, and a download only ever appears under
-its final name once it has been verified.
+its final name once it has been verified. Downloads announce themselves and show one progress
+bar per file on stderr; nothing is written outside ``<data_home>/<name>/``, and folders created
+for a download that failed are removed again.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -20,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from sklearn.datasets import get_data_home
 from tqdm import tqdm
 
 from ._idx import decompress_gzip
@@ -42,8 +44,6 @@ SYSTEM_DATA_DIRS: tuple[str, ...] = ("/usr/share/datasets",)
 DOWNLOAD_TIMEOUT = 30.0
 
 _CHUNK_SIZE = 1 << 16
-# Small files download in a blink; a progress bar for them would only be noise.
-_PROGRESS_MIN_BYTES = 1 << 20
 _USER_AGENT = "skae-datasets (Python urllib)"
 
 
@@ -149,10 +149,14 @@ def resolve_data_home(data_home: str | os.PathLike | None = None) -> Path:
     Returns
     -------
     path : Path
-        The folder holding one subfolder per dataset.
+        The folder holding one subfolder per dataset. It is not created.
     """
     if data_home is None:
-        data_home = os.environ.get("SKAE_DATA") or get_data_home()
+        # scikit-learn's get_data_home() would create its folder, even for a lookup that then
+        # fails; its rule is repeated here so that only a download creates folders.
+        data_home = os.environ.get("SKAE_DATA") or os.environ.get(
+            "SCIKIT_LEARN_DATA", os.path.join("~", "scikit_learn_data")
+        )
     return Path(data_home).expanduser()
 
 
@@ -213,26 +217,35 @@ def fetch_dataset_files(
         # stacklevel points at the caller of the public loader (load_mnist, ...).
         warnings.warn(f"Ignoring invalid file, downloading it again: {reason}", stacklevel=4)
     attempts: dict[str, list[str]] = {filename: [] for filename in missing}
-    created = not directory.exists()
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        attempts[missing[0]].append(f"cannot create {directory}: {exc}")
-        raise _unavailable(name, checksums, directory, mirrors, rejected, attempts) from exc
     unreachable: set[str] = set()
-    for filename in missing:
-        payload = _download_from_mirrors(
-            filename, checksums[filename], mirrors, directory, attempts[filename], unreachable
+    new_folders = _missing_folders(directory)
+    try:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            attempts[missing[0]].append(f"cannot create {directory}: {exc}")
+            raise _unavailable(name, checksums, directory, mirrors, rejected, attempts) from exc
+        print(
+            f"Downloading {len(missing)} file(s) of dataset {name!r} into {directory}",
+            file=sys.stderr,
+            flush=True,
         )
-        if payload is not None:
-            payloads[filename] = payload
+        for filename in missing:
+            payload = _download_from_mirrors(
+                filename, checksums[filename], mirrors, directory, attempts[filename], unreachable
+            )
+            if payload is not None:
+                payloads[filename] = payload
+    finally:
+        # After a failure or an interruption, leave no empty folder behind (the data home
+        # included, when the download created it); folders holding a file are kept.
+        _remove_empty_folders(new_folders)
     still_missing = [filename for filename in missing if filename not in payloads]
     if still_missing:
-        if created:
-            _remove_if_empty(directory)
         failed = {filename: attempts[filename] for filename in still_missing}
         rejected = {filename: rejected[filename] for filename in still_missing}
-        raise _unavailable(name, checksums, directory, mirrors, rejected, failed)
+        offline = bool(mirrors) and unreachable == set(mirrors)
+        raise _unavailable(name, checksums, directory, mirrors, rejected, failed, offline=offline)
     return payloads
 
 
@@ -304,11 +317,12 @@ def _stream_to(url: str, out: BinaryIO, *, label: str) -> None:
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
-        # disable=None lets tqdm stay silent when stderr is not a terminal (logs, tests).
-        quiet = True if total is not None and total < _PROGRESS_MIN_BYTES else None
         received = 0
+        # Shown on stderr even when it is not a terminal (notebooks, logs): a first download
+        # can take minutes and must not look like a hang. The finished bar stays as a record;
+        # TQDM_DISABLE=1 silences it (hence no disable= here, which would override it).
         with tqdm(
-            total=total, unit="B", unit_scale=True, desc=label, disable=quiet, leave=False
+            total=total, unit="B", unit_scale=True, desc=label, file=sys.stderr, leave=True
         ) as bar:
             while chunk := response.read(_CHUNK_SIZE):
                 out.write(chunk)
@@ -319,11 +333,24 @@ def _stream_to(url: str, out: BinaryIO, *, label: str) -> None:
         raise OSError(f"incomplete download: received {received} of {total} bytes")
 
 
-def _remove_if_empty(directory: Path) -> None:
-    try:
-        directory.rmdir()
-    except OSError:
-        pass
+def _missing_folders(directory: Path) -> list[Path]:
+    """``directory`` and those of its ancestors that do not exist yet, deepest first."""
+    missing = []
+    for folder in (directory, *directory.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    return missing
+
+
+def _remove_empty_folders(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty; stop at the first that is not."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            # Not empty (or gone): its ancestors are not empty either (or not ours to remove).
+            return
 
 
 def _unavailable(
@@ -333,16 +360,14 @@ def _unavailable(
     mirrors: Sequence[str],
     rejected: dict[str, list[str]],
     attempts: dict[str, list[str]] | None,
+    *,
+    offline: bool = False,
 ) -> DatasetUnavailableError:
     """Build the error for the files keyed in ``rejected``, telling the user how to fix it."""
     missing = list(rejected)
     urls = [_url(base, filename) for filename in missing for base in mirrors]
-    lines = [f"Dataset {name!r}: {len(missing)} file(s) unavailable:"]
+    lines = [f"Dataset {name!r}: {len(missing)} file(s) unavailable in {directory}:"]
     lines += [f"  {filename}  ({checksums[filename].describe()})" for filename in missing]
-    lines.append(
-        f"Put valid copies in {directory} (or point data_home= or the SKAE_DATA environment "
-        f"variable at a folder holding {name}/)."
-    )
     reasons = [reason for filename in missing for reason in rejected[filename]]
     if reasons:
         lines.append("Local copies rejected:")
@@ -352,8 +377,17 @@ def _unavailable(
         lines += [f"  {url}" for url in urls] or ["  (no mirrors configured)"]
     else:
         failures = [attempt for filename in missing for attempt in attempts.get(filename, [])]
-        lines.append("Download attempts failed:")
+        lines.append("Download attempts failed" + (" (no network access?):" if offline else ":"))
         lines += [f"  {attempt}" for attempt in failures] or ["  (no mirrors configured)"]
+    # The fix comes last, where a traceback leaves the reader.
+    retry = "call again with download=True, or " if attempts is None else ""
+    source = ", e.g. from the URLs above" if urls else ""
+    lines += [
+        f"To fix this, {retry}put these files (gzipped, under these exact names{source}) in:",
+        f"  {directory}{os.sep}",
+        f"or set the SKAE_DATA environment variable (or pass data_home=) to a folder whose "
+        f"{name}/ subfolder holds them.",
+    ]
     return DatasetUnavailableError(
         "\n".join(lines), missing=missing, directory=directory, urls=urls
     )

@@ -130,11 +130,13 @@ def load_mnist(*, data_home=None, download=True, return_X_y=False, as_frame=Fals
     data_home : str or path-like, default=None
         Folder holding one subfolder per dataset; the files are read from (and downloaded
         into) ``<data_home>/mnist/``. Defaults to the ``SKAE_DATA`` environment variable,
-        else :func:`sklearn.datasets.get_data_home`. Read-only system copies in
-        ``/usr/share/datasets/mnist/`` are used too.
+        else scikit-learn's data home (``$SCIKIT_LEARN_DATA``, else ``~/scikit_learn_data``).
+        Read-only system copies in ``/usr/share/datasets/mnist/`` are used too.
     download : bool, default=True
-        Whether to download files that are missing or fail their checksum. Downloads are
-        verified before they are stored; nothing is written when ``download=False``.
+        Whether to download files that are missing or fail their checksum. A download says
+        where the files go and shows a progress bar per file on stderr (``TQDM_DISABLE=1``
+        silences the bars); files are verified before they are stored, and folders created
+        for a download that fails are removed. Nothing is written when ``download=False``.
     return_X_y : bool, default=False
         If True, return ``(X_train, y_train, X_test, y_test)`` instead of a Bunch.
     as_frame : bool, default=False
@@ -172,8 +174,9 @@ def load_mnist(*, data_home=None, download=True, return_X_y=False, as_frame=Fals
     ------
     DatasetUnavailableError
         A subclass of :class:`OSError`, raised if some file has no valid local copy and cannot
-        be downloaded (or ``download=False``). Its message names the missing files, the
-        folder to put them in, their checksums and the URLs tried.
+        be downloaded (e.g. without network access, or with ``download=False``). Its message
+        names the missing files, their checksums, the URLs tried and the folder to put them
+        in (or that ``SKAE_DATA`` / ``data_home`` can point elsewhere).
 
     Examples
     --------
@@ -198,11 +201,13 @@ def load_fashion_mnist(*, data_home=None, download=True, return_X_y=False, as_fr
     data_home : str or path-like, default=None
         Folder holding one subfolder per dataset; the files are read from (and downloaded
         into) ``<data_home>/fashion-mnist/``. Defaults to the ``SKAE_DATA`` environment variable,
-        else :func:`sklearn.datasets.get_data_home`. Read-only system copies in
-        ``/usr/share/datasets/fashion-mnist/`` are used too.
+        else scikit-learn's data home (``$SCIKIT_LEARN_DATA``, else ``~/scikit_learn_data``).
+        Read-only system copies in ``/usr/share/datasets/fashion-mnist/`` are used too.
     download : bool, default=True
-        Whether to download files that are missing or fail their checksum. Downloads are
-        verified before they are stored; nothing is written when ``download=False``.
+        Whether to download files that are missing or fail their checksum. A download says
+        where the files go and shows a progress bar per file on stderr (``TQDM_DISABLE=1``
+        silences the bars); files are verified before they are stored, and folders created
+        for a download that fails are removed. Nothing is written when ``download=False``.
     return_X_y : bool, default=False
         If True, return ``(X_train, y_train, X_test, y_test)`` instead of a Bunch.
     as_frame : bool, default=False
@@ -240,8 +245,9 @@ def load_fashion_mnist(*, data_home=None, download=True, return_X_y=False, as_fr
     ------
     DatasetUnavailableError
         A subclass of :class:`OSError`, raised if some file has no valid local copy and cannot
-        be downloaded (or ``download=False``). Its message names the missing files, the
-        folder to put them in, their checksums and the URLs tried.
+        be downloaded (e.g. without network access, or with ``download=False``). Its message
+        names the missing files, their checksums, the URLs tried and the folder to put them
+        in (or that ``SKAE_DATA`` / ``data_home`` can point elsewhere).
 
     Examples
     --------
