@@ -24,6 +24,10 @@ class AffineScaling:
     def to_model(self, x):
         return x if self.is_identity else (x - self.offset) / self.scale
 
+    def to_model_(self, x):
+        """``to_model`` in place."""
+        return x if self.is_identity else x.sub_(self.offset).div_(self.scale)
+
     def to_user(self, x):
         return x if self.is_identity else torch.addcmul(self.offset, x, x.new_tensor(self.scale))
 

@@ -27,10 +27,11 @@ INFERENCE_CHUNK_ROWS = 8192
 
 # Rows read at a time from an out-of-core array that has no chunks of its own (np.memmap), and
 # the least a read covers when its chunks are smaller (zarr or h5py chunks of a few rows).
-BLOCK_ROWS = 4096
+BLOCK_ROWS = 1024
 
-# The shuffle buffer of streamed training: 64 MiB of float32 rows (21,000 MNIST images).
-SHUFFLE_BUFFER_BYTES = 64 * 2**20
+# The shuffle buffer of streamed training: 32 MiB of float32 rows (10,700 MNIST images, from
+# about ten blocks). Two are held at a time: the one training and the one being read.
+SHUFFLE_BUFFER_BYTES = 32 * 2**20
 
 
 def is_out_of_core(X):
@@ -54,13 +55,17 @@ def as_float32_tensor(array, device):
         return torch.as_tensor(np.asarray(array), dtype=torch.float32).to(device)
 
 
-def block_bounds(X, block_rows=BLOCK_ROWS):
+def block_bounds(X, block_rows=None):
     """``[(start, stop), ...]`` over the rows of X, along its own chunks where it has them.
 
-    Consecutive chunks are grouped into blocks of at least ``block_rows`` rows, so that a dask
-    array is computed chunk by chunk (never a chunk twice) and zarr or h5py reads are not tiny.
+    Consecutive chunks are grouped into blocks of at least ``block_rows`` rows (by default
+    BLOCK_ROWS, or a sixteenth of the rows if fewer, so that a validation split and the
+    shuffle have blocks to choose from), so that a dask array is computed chunk by chunk
+    (never a chunk twice) and zarr or h5py reads are not tiny.
     """
     n_rows = X.shape[0]
+    if block_rows is None:
+        block_rows = max(1, min(BLOCK_ROWS, math.ceil(n_rows / 16)))
     chunks = getattr(X, "chunks", None)
     if chunks and isinstance(chunks[0], tuple):  # dask: the row sizes of every chunk
         edges = np.cumsum((0, *chunks[0])).tolist()
@@ -142,7 +147,7 @@ class StreamedRows:
         self.scaling = scaling
         self.device = device
         self.check_block = check_block
-        self.bounds = block_bounds(X, _block_rows(X)) if bounds is None else bounds
+        self.bounds = block_bounds(X) if bounds is None else bounds
         self.n_rows = sum(stop - start for start, stop in self.bounds)
         self.buffer_rows = max(
             SHUFFLE_BUFFER_BYTES // (4 * max(1, X.shape[1])),
@@ -163,14 +168,30 @@ class StreamedRows:
             self._with_bounds([self.bounds[i] for i in held_out]),
         )
 
-    def _read(self, bounds):
-        """Rows of the given blocks, checked, as one float32 host tensor (pinned for CUDA)."""
-        parts = [self.check_block(self.X[start:stop]) for start, stop in bounds]
-        # A copy, also of a single block: it may still be a view of a read-only memmap.
-        rows = torch.from_numpy(np.concatenate(parts) if len(parts) > 1 else np.array(parts[0]))
-        return rows.pin_memory() if self.device.type == "cuda" else rows
+    def _read(self, bounds, buffer=None):
+        """Rows of the given blocks, checked, as a float32 host tensor (pinned for CUDA): a
+        view of ``buffer`` when given, else a new tensor.
+
+        Each block is checked and copied into place, so that reading costs the buffer and one
+        block, not twice the buffer.
+        """
+        n_rows = sum(stop - start for start, stop in bounds)
+        if buffer is None:
+            buffer = self._new_buffer(n_rows)
+        rows = buffer[:n_rows]
+        out, offset = rows.numpy(), 0
+        for start, stop in bounds:
+            out[offset : offset + stop - start] = self.check_block(self.X[start:stop])
+            offset += stop - start
+        return rows
+
+    def _new_buffer(self, n_rows):
+        pin = self.device.type == "cuda"
+        return torch.empty((n_rows, self.X.shape[1]), dtype=torch.float32, pin_memory=pin)
 
     def _to_model(self, rows):
+        if self.device.type == "cpu":
+            return self.scaling.to_model_(rows)  # in the host buffer itself: no copy
         return self.scaling.to_model(rows.to(self.device, non_blocking=True))
 
     def _buffers(self, order):
@@ -188,29 +209,52 @@ class StreamedRows:
 
     def batches(self, batch_size, n_steps, seed):
         """``n_steps`` batches, once over every row, as ``InMemoryRows.batches``: blocks in a
-        seeded order, rows shuffled within the buffer. The next buffer is read on a thread
-        while this one trains."""
+        seeded order, rows shuffled within the buffer. The rows of a buffer that do not fill a
+        batch open the next buffer's first batch.
+
+        Two buffers, allocated once per epoch, take turns: a thread reads the next group of
+        blocks into one while the other trains. On CUDA, the reader waits for the previous
+        copy out of a pinned buffer to finish before it overwrites it.
+        """
         rng = np.random.default_rng(seed)
         generator = torch.Generator().manual_seed(seed)
         groups = list(self._buffers(rng.permutation(len(self.bounds))))
-        steps = 0
-        leftover = None
+        size = max(sum(stop - start for start, stop in group) for group in groups)
+        buffers = [self._new_buffer(size) for _ in range(min(2, len(groups)))]
+        copied = [None] * len(buffers)  # CUDA events: a buffer's rows reached the device
+
+        def read(index):
+            slot = index % len(buffers)
+            if copied[slot] is not None:
+                copied[slot].synchronize()
+            return self._read(groups[index], buffers[slot])
+
+        steps, carried = 0, None
         with ThreadPoolExecutor(max_workers=1) as reader:
-            pending = reader.submit(self._read, groups[0])
+            pending = reader.submit(read, 0)
             for index in range(len(groups)):
                 rows = self._to_model(pending.result())
+                if self.device.type == "cuda":
+                    copied[index % len(buffers)] = torch.cuda.Event()
+                    copied[index % len(buffers)].record()
                 if index + 1 < len(groups):
-                    pending = reader.submit(self._read, groups[index + 1])
-                if leftover is not None:
-                    rows = torch.cat([leftover, rows])
+                    pending = reader.submit(read, index + 1)
                 order = torch.randperm(rows.shape[0], generator=generator).to(self.device)
-                full = rows.shape[0] // batch_size * batch_size
-                for start in range(0, full, batch_size):
+                start = 0
+                if carried is not None:
+                    start = min(batch_size - carried.shape[0], rows.shape[0])
+                    carried = torch.cat([carried, rows.index_select(0, order[:start])])
+                    if carried.shape[0] < batch_size:
+                        continue
+                    yield carried
+                    steps, carried = steps + 1, None
+                while start + batch_size <= rows.shape[0]:
                     yield rows.index_select(0, order[start : start + batch_size])
-                    steps += 1
-                leftover = rows.index_select(0, order[full:]) if full < rows.shape[0] else None
-        if leftover is not None:
-            yield leftover
+                    steps, start = steps + 1, start + batch_size
+                if start < rows.shape[0]:
+                    carried = rows.index_select(0, order[start:])
+        if carried is not None:
+            yield carried
             steps += 1
         empty = torch.empty((0, self.X.shape[1]), device=self.device)
         for _ in range(n_steps - steps):
@@ -227,11 +271,6 @@ def training_rows(X, scaling, device, check_block):
     if is_out_of_core(X):
         return StreamedRows(X, scaling, device, check_block)
     return InMemoryRows(X, scaling, device)
-
-
-def _block_rows(X):
-    # At least 16 blocks, so that a validation split and the shuffle have blocks to choose.
-    return max(1, min(BLOCK_ROWS, math.ceil(X.shape[0] / 16)))
 
 
 def _validation_size(fraction, n_units, n_rows, unit="samples"):
@@ -258,18 +297,19 @@ def permutation(n_rows, seed, device):
 def iter_blocks(X, check_block=None, chunk_rows=INFERENCE_CHUNK_ROWS):
     """Yield ``(start, block)`` over the rows of X, each block a dense numpy array.
 
-    Out-of-core X is read block by block and each block passed through ``check_block``.
+    Out-of-core X is read block by block (``block_bounds``) and each block passed through
+    ``check_block``; in-memory X is cut into ``chunk_rows`` rows.
     """
-    out_of_core = is_out_of_core(X)
+    if is_out_of_core(X):
+        # Along the array's own chunks: a dask chunk is computed once, a zarr chunk read once.
+        for start, stop in block_bounds(X):
+            yield start, check_block(X[start:stop])
+        return
     if sp.issparse(X) and X.format not in ("csr", "csc"):
         X = X.tocsr()  # COO and others cannot be sliced by rows
     for start in range(0, X.shape[0], chunk_rows):
         block = X[start : start + chunk_rows]
-        if out_of_core:
-            block = check_block(block)
-        elif sp.issparse(block):
-            block = block.toarray()
-        yield start, block
+        yield start, block.toarray() if sp.issparse(block) else block
 
 
 def iter_chunks(X, device, check_block=None, chunk_rows=INFERENCE_CHUNK_ROWS):
