@@ -75,13 +75,14 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_output: str) -
     parser.add_argument(
         "--data-home",
         default=None,
-        help="folder holding <dataset>/ with the IDX files (default: $SKAE_DATA, else "
-        "scikit-learn's data home)",
+        help="folder holding <dataset>/ with the four *-ubyte.gz IDX files, downloaded there "
+        "when missing (default: $SKAE_DATA, else scikit-learn's data home, ~/scikit_learn_data)",
     )
     parser.add_argument(
         "--no-download",
         action="store_true",
-        help="never download: fall back to digits at once when the files are missing",
+        help="never download: fall back to scikit-learn's digits at once when the files are "
+        "missing",
     )
     parser.add_argument("--seed", type=int, default=0, help="seeds subsets, splits and models")
     parser.add_argument("--device", default="auto", help='"auto", "cpu", "cuda", "cuda:N", ...')
@@ -135,7 +136,10 @@ def positive_int(text: str) -> int:
 
 
 def load_dataset(name: str, data_home=None, *, download: bool = True, seed: int = 0) -> Dataset:
-    """The requested dataset, or scikit-learn's digits (with a note) when it is unavailable."""
+    """The requested dataset, or scikit-learn's digits (with a note) when it is unavailable.
+
+    data_home=None is the library's default: $SKAE_DATA, else scikit-learn's data home.
+    """
     if name == "digits":
         return load_digits_split(seed)
     from skae.datasets import load_fashion_mnist, load_mnist
@@ -156,16 +160,26 @@ def load_dataset(name: str, data_home=None, *, download: bool = True, seed: int 
 
 
 def digits_instead_of(name: str, exc: OSError, download: bool, seed: int) -> Dataset:
+    """Digits standing in for ``name``, with a one-line note saying how to get ``name``."""
     data = load_digits_split(seed)
     if download:
         how = "could neither be found nor downloaded"
     else:
         how = "was not found (downloads disabled)"
+    # A DatasetUnavailableError names the missing files and their folder: the note repeats
+    # them, so that the first line printed is enough to fix the problem.
+    files = list(getattr(exc, "missing", None) or [])
     where = getattr(exc, "directory", None)
-    where = f" in {where}" if where else ""
+    fix = ""
+    if files and where is not None:
+        names = ", ".join(files[:-1]) + " and " + files[-1] if len(files) > 1 else files[0]
+        fix = (
+            f" To use {name}, put {names} in {Path(where)}{os.sep} (or point SKAE_DATA or "
+            f"--data-home at a folder whose {name}/ subfolder holds them)."
+        )
     data.fallback_note = (
-        f"{name} {how}{where}; running on scikit-learn's bundled digits (8x8) instead "
-        "(reason on stderr)."
+        f"{name} {how}; running on scikit-learn's bundled digits (8x8) instead "
+        f"(reason on stderr).{fix}"
     )
     data.fallback_detail = str(exc)
     data.stands_in_for = name
@@ -381,3 +395,112 @@ def markdown_table(frame: pd.DataFrame, formats: dict[str, str] | None = None) -
 
     rule = ["-" * (w - 1) + ":" if num else "-" * w for w, num in zip(widths, numeric, strict=True)]
     return "\n".join([line(header), "| " + " | ".join(rule) + " |", *map(line, body)])
+
+
+# -- figures -------------------------------------------------------------------------------------
+# One look for every benchmark figure: honest axes, fixed colours, the run's settings on each.
+
+
+def new_figure(n_panels: int = 1, *, panel_width: float = 4.6, height: float = 3.9, sharey=True):
+    """A row of n_panels axes, laid out by matplotlib (room for titles, caption, legend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # the figures go to files; no display is needed or wanted
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        1,
+        n_panels,
+        figsize=(panel_width * n_panels + 1.6, height),
+        squeeze=False,
+        sharey=sharey,
+        layout="constrained",
+    )
+    return fig, list(axes[0])
+
+
+def plot_by_size(ax, frame: pd.DataFrame, column: str, colors: dict, *, fmt=None) -> str:
+    """Bars per method when the frame has one n_components, else one line per method.
+
+    A line through a single point says nothing, and a line between methods would suggest an
+    order that does not exist; lines are kept for trends over several code sizes (x on a log2
+    scale). colors maps every method to its colour, in the order to draw them; fmt(value) labels
+    each bar. Returns "bars" or "lines".
+    """
+    from matplotlib.ticker import NullLocator
+
+    methods = [m for m in colors if m in set(frame["method"])]
+    sizes = sorted(frame["n_components"].unique())
+    if len(sizes) == 1:
+        values = [frame.loc[frame["method"] == m, column].iloc[0] for m in methods]
+        positions = np.arange(len(methods))
+        bars = ax.bar(positions, values, width=0.6, color=[colors[m] for m in methods])
+        if fmt is not None:
+            ax.bar_label(bars, labels=[fmt(v) for v in values], padding=2, fontsize=9)
+        # Slanted when long names such as "contractive" would overlap.
+        slant = {"rotation": 30, "ha": "right", "rotation_mode": "anchor"}
+        ax.set_xticks(positions, methods, **(slant if len(methods) > 4 else {}))
+        ax.set_xlabel(f"method (n_components={sizes[0]})")
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+        return "bars"
+    for method in methods:
+        runs = frame[frame["method"] == method].sort_values("n_components")
+        ax.plot(runs["n_components"], runs[column], marker="o", color=colors[method], label=method)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(k) for k in sizes])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("n_components (code size)")
+    ax.grid(alpha=0.3)
+    return "lines"
+
+
+def start_at_zero(ax, top: float | None = None, *, headroom: float = 0.0) -> None:
+    """Start the y axis at 0, so that heights compare as ratios; headroom fits bar labels."""
+    top = ax.get_ylim()[1] if top is None else top
+    ax.set_ylim(0, top * (1 + headroom))
+
+
+def mark_level(ax, y: float, label: str) -> None:
+    """A dotted reference line (e.g. chance), labelled outside the axes, where nothing hides it."""
+    ax.axhline(y, color="0.45", linestyle=":", linewidth=1)
+    ax.text(
+        1.01, y, label, transform=ax.get_yaxis_transform(), ha="left", va="center",
+        fontsize=8, color="0.35", clip_on=False,
+    )  # fmt: skip
+
+
+def title_and_caption(fig, title: str, caption: str) -> None:
+    """The title on top; the settings (data size, epochs, machine) in small print below."""
+    fig.suptitle(title, fontsize=12)
+    fig.supxlabel(caption, fontsize=8.5, color="0.3")
+
+
+def legend_outside(fig, ax) -> None:
+    """The legend beside the panels, where it cannot hide a line."""
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=9)
+
+
+def machine_caption(info: dict) -> str:
+    """machine_info in a caption's few words: threads, CPU or GPU, date."""
+    where = f"GPU {info['gpu']}" if info["gpu"] else f"device {info['device']}"
+    threads = info["torch_threads"]
+    return (
+        f"{threads} thread{'s' * (threads != 1)} on {info['cpu']} ({info['cpu_count']} cores), "
+        f"{where}, {info['date'][:10]}"
+    )
+
+
+def seconds(value: float) -> str:
+    """A duration label with as many digits as it needs: 0.48 s, 4.8 s, 48 s."""
+    if value < 0.01:
+        return "<0.01 s"
+    return f"{value:.2f} s" if value < 1 else f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
+
+
+def save_figure(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    # The temporary name has no .png suffix, so the format is given explicitly.
+    atomic_save(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)

@@ -6,31 +6,46 @@ scored on the test codes. The test images are also reconstructed from their code
 run: test accuracy per classifier, reconstruction error (SSE per image and MSE per pixel, pixels
 in [0, 1]), fit and transform wall times, and the autoencoder's epochs.
 
+Each run first prints how long it should take (after any notice that digits stand in), scaled
+from the measured default runs (FULL_RUN_MINUTES, QUICK_RUN_MINUTES).
+
 Outputs, in --output-dir (the dataset's name is in every file name):
-  compare_pca_<dataset>.csv / .json   the results (the JSON adds machine, settings, command)
+  compare_pca_<dataset>.csv / .json   the results (the JSON adds the run's kind, "quick", "full"
+                                      or "subset", data sizes, machine, settings, command)
   compare_pca_<dataset>.md            the markdown table printed on stdout
-  reconstructions_<dataset>.png       10 test images, then their reconstructions per method
-  accuracy_<dataset>.png              test accuracy vs n_components, one panel per classifier
-  reconstruction_error_<dataset>.png  test SSE per image vs n_components
-When the dataset can neither be found nor downloaded, the first line printed says so and
-everything runs on scikit-learn's 8x8 digits instead.
+  accuracy_<dataset>.png              test accuracy, one panel per classifier, from 0 to 100%
+  reconstruction_error_<dataset>.png  test SSE per image, from 0
+  fit_time_<dataset>.png              fit wall time per method and code size, from 0
+  reconstructions_<dataset>.png       10 test images, then their reconstructions per method at
+                                      the largest code size, each row labelled with its SSE
+With one code size the figures are bars per method, labelled with their values; with several,
+one line per method against n_components. Each method keeps its colour in every figure. Every
+figure's small print gives the data size (training and test images), the epochs each
+autoencoder trained (n_iter_), the threads, CPU or GPU and date. When the dataset can neither
+be found nor downloaded, the first line printed says so and everything runs on scikit-learn's
+8x8 digits instead.
 
---quick is a smoke run of about two minutes on 2 CPU cores: 5,000 random training and 1,000
-test images, n_components 16 and 64, 10 epochs per autoencoder, all methods, one thread (torch
-and BLAS, so a busy machine does not slow it down tenfold). Explicit options still win, e.g.
---quick --methods pca,ae --threads 2.
+--quick is a representative subset run of about two minutes on 2 CPU cores: 10,000 random
+training images and all 10,000 test images, n_components 64, methods pca, ae and vae, trained
+with the estimators' own defaults (as in the full run), 2 threads. Its markdown title, figure
+titles and JSON ("run": "quick", "n_train") say it is a quick run on a subset. Explicit options
+still win, e.g. --quick --methods pca,ae --threads 1.
 
-Usage, from the repository root:
-  python benchmarks/compare_pca.py --quick --data-home ../shared/data
+Usage, from the repository root (the dataset is read from, or downloaded into,
+<data home>/<dataset>/, the data home being --data-home, else $SKAE_DATA, else scikit-learn's
+data home):
+  python benchmarks/compare_pca.py --quick
   python benchmarks/compare_pca.py --dataset fashion-mnist --n-components 8,16,32,64,128
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -38,17 +53,25 @@ from _common import (
     Dataset,
     add_common_arguments,
     announce_fallback,
-    atomic_save,
     comma_list,
     command_line,
     describe_machine,
     fixed_epoch_budget,
+    legend_outside,
     limit_threads,
     load_dataset,
+    machine_caption,
     machine_info,
+    mark_level,
     markdown_table,
+    new_figure,
+    plot_by_size,
     positive_int,
+    save_figure,
+    seconds,
+    start_at_zero,
     subsample,
+    title_and_caption,
     warm_up,
     write_csv,
     write_json,
@@ -63,6 +86,20 @@ from tqdm import tqdm
 
 from skae import AutoEncoderTransformer, VariationalAutoEncoderTransformer
 
+# Wall time of the default full and quick runs on the reference machine (the README's 2-core AMD
+# EPYC, 2 threads, nothing else running): update them with each new benchmark result, e.g. when
+# the estimators' default training budget changes. The full run's comes from the README's runs
+# (24-epoch defaults); the quick run took 2.1 minutes with 1 thread, on 2026-11-29, with the
+# step-based defaults (150 epochs of 10,000 images).
+REFERENCE_MACHINE = "2 CPU cores"
+FULL_RUN_MINUTES = 30
+QUICK_RUN_MINUTES = 2
+FULL_TRAIN_IMAGES = 60_000  # MNIST's training set: what the full run's timing was measured on
+# The estimators' default budget ("auto"): about 6,000 optimizer steps of 256 images, with
+# smaller batches below 8,192 images. Only used to scale the estimates above to other runs.
+DEFAULT_BUDGET_IMAGES = 6_000 * 256
+FULL_BATCH_FROM = 8_192
+
 # The autoencoder variants: (class, parameters on top of its defaults). The strengths are the
 # ones benchmarks/bench_variants.py measured on 10,000 MNIST images: each regulariser clearly
 # acts (sparse: Hoyer sparsity 0.64 against 0.19; contractive: 40% lower relative sensitivity)
@@ -75,21 +112,34 @@ VARIANTS = {
     "vae": (VariationalAutoEncoderTransformer, {}),
 }
 METHODS = ("pca", *VARIANTS)
+# One colour per method in every figure, whichever methods a run includes.
+COLORS = {method: f"C{i}" for i, method in enumerate(METHODS)}
 
 CLASSIFIERS = {
     "logreg": lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)),
     "knn": lambda: KNeighborsClassifier(n_neighbors=5),
 }
+CLASSIFIER_NAMES = {"logreg": "logistic regression (standardised codes)", "knn": "5-NN"}
 
-# Defaults of the full run and of --quick; options given explicitly win over both.
+# Defaults of the full run and of --quick; options given explicitly win over both. --quick is a
+# representative subset, not a smoke test: its autoencoders train with their own defaults, so
+# that its numbers agree with the full run's.
 FULL = {
     "n_train": None,
     "n_test": None,
     "n_components": [16, 32, 64],
+    "methods": list(METHODS),
     "max_iter": None,
     "threads": None,
 }
-QUICK = {"n_train": 5000, "n_test": 1000, "n_components": [16, 64], "max_iter": 10, "threads": 1}
+QUICK = {
+    "n_train": 10_000,
+    "n_test": None,
+    "n_components": [64],
+    "methods": ["pca", "ae", "vae"],
+    "max_iter": None,
+    "threads": 2,
+}
 
 N_EXAMPLES = 10  # test images in the reconstruction grid
 
@@ -124,13 +174,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--n-components",
         type=comma_list(positive_int),
         default=None,
-        help="code sizes (default 16,32,64; --quick: 16,64)",
+        help="code sizes (default 16,32,64; --quick: 64)",
     )
     parser.add_argument(
         "--methods",
         type=comma_list(str, METHODS),
-        default=list(METHODS),
-        help=f"subset of {','.join(METHODS)} (default all)",
+        default=None,
+        help=f"subset of {','.join(METHODS)} (default all; --quick: pca,ae,vae)",
     )
     parser.add_argument(
         "--classifiers",
@@ -142,21 +192,25 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--max-iter",
         type=positive_int,
         default=None,
-        help="epochs per autoencoder (default: the estimators' own; --quick: 10)",
+        help="epochs per autoencoder (default, also with --quick: the estimators' own)",
     )
     parser.add_argument(
         "--n-train",
         type=positive_int,
         default=None,
-        help="random training subset (default all; --quick: 5000)",
+        help="random training subset (default all; --quick: 10000)",
     )
     parser.add_argument(
         "--n-test",
         type=positive_int,
         default=None,
-        help="random test subset (default all; --quick: 1000)",
+        help="random test subset (default all, also with --quick)",
     )
-    parser.add_argument("--quick", action="store_true", help="a ~2 minute smoke run (see above)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a representative subset run of about {QUICK_RUN_MINUTES} minutes (see above)",
+    )
     parser.add_argument("--verbose", action="store_true", help="per-epoch progress bars")
     args = parser.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
@@ -168,12 +222,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 # -- data ----------------------------------------------------------------------------------------
 
 
-def prepare_data(args) -> Dataset:
+def prepare_data(args) -> tuple[Dataset, tuple[int, int]]:
+    """The subsets to run on, and how many train and test images they were drawn from."""
     data = load_dataset(args.dataset, args.data_home, download=not args.no_download, seed=args.seed)
     announce_fallback(data)
+    available = (len(data.X_train), len(data.X_test))
     data.X_train, data.y_train = subsample(data.X_train, data.y_train, args.n_train, args.seed)
     data.X_test, data.y_test = subsample(data.X_test, data.y_test, args.n_test, args.seed + 1)
-    return data
+    return data, available
 
 
 def usable_sizes(sizes, data: Dataset) -> list[int]:
@@ -193,6 +249,110 @@ def example_rows(y: np.ndarray, n: int = N_EXAMPLES) -> np.ndarray:
     firsts = [int(np.flatnonzero(y == label)[0]) for label in np.unique(y)][:n]
     rest = [i for i in range(len(y)) if i not in firsts]
     return np.array(sorted(firsts) + rest[: n - len(firsts)])
+
+
+# -- what kind of run ----------------------------------------------------------------------------
+
+
+# NamedTuples rather than dataclasses: the tests load this script without registering it in
+# sys.modules, which dataclasses need.
+class RunInfo(NamedTuple):
+    """What every output says about the run: its kind, its data, the machine."""
+
+    kind: str  # "quick", "full" (all images) or "subset"
+    dataset: str  # the name for titles, e.g. "digits (standing in for mnist)"
+    n_train: int
+    n_test: int
+    available: tuple[int, int]  # train and test images the subsets were drawn from
+    image_shape: tuple[int, int]
+    n_classes: int
+    machine: dict
+
+    @property
+    def banner(self) -> str:
+        """For a quick run, a warning for every title: its numbers are not the benchmark's."""
+        if self.kind != "quick":
+            return ""
+        if self.n_train < self.available[0]:
+            return f"Quick run on a {self.n_train:,}-image subset"
+        return f"Quick run on {self.n_train:,} training images"
+
+    def title(self, what: str) -> str:
+        line = f"{self.dataset}: {what}"
+        return f"{self.banner} (not the full benchmark)\n{line}" if self.banner else line
+
+    def caption(self, frame: pd.DataFrame) -> str:
+        """Data size, epochs and machine, for the small print under a figure."""
+        h, w = self.image_shape
+        train, test = (
+            f"{n:,}" if n == total else f"{n:,} of {total:,}"
+            for n, total in zip((self.n_train, self.n_test), self.available, strict=True)
+        )
+        size = f"{train} training / {test} test images of {h}x{w} pixels"
+        epochs = epochs_summary(frame)
+        epochs = f"; epochs (n_iter_): {epochs}" if epochs else ""
+        return f"{size}{epochs}\n{machine_caption(self.machine)}"
+
+
+def run_info(args, data: Dataset, available: tuple[int, int], machine: dict) -> RunInfo:
+    if args.quick:
+        kind = "quick"
+    elif (len(data.X_train), len(data.X_test)) == available:
+        kind = "full"
+    else:
+        kind = "subset"
+    return RunInfo(
+        kind=kind,
+        dataset=data.label,
+        n_train=len(data.X_train),
+        n_test=len(data.X_test),
+        available=available,
+        image_shape=tuple(data.image_shape),
+        n_classes=len(np.unique(data.y_train)),
+        machine=machine,
+    )
+
+
+def epochs_summary(frame: pd.DataFrame) -> str:
+    """Epochs trained per autoencoder, e.g. "ae 24, vae 20-24"; empty for PCA alone."""
+    parts = []
+    for method, epochs in frame.dropna(subset=["epochs"]).groupby("method", sort=False)["epochs"]:
+        low, high = int(epochs.min()), int(epochs.max())
+        parts.append(f"{method} {low}" if low == high else f"{method} {low}-{high}")
+    return ", ".join(parts)
+
+
+def expected_duration(args, n_train: int, sizes: list[int]) -> str:
+    """How long this run should take, scaled from the measured default run it resembles."""
+    name, base, minutes = (
+        ("quick", QUICK, QUICK_RUN_MINUTES) if args.quick else ("full", FULL, FULL_RUN_MINUTES)
+    )
+    base_images = base["n_train"] or FULL_TRAIN_IMAGES
+
+    def fits(methods, sizes):
+        return sum(method != "pca" for method in methods) * len(sizes)
+
+    # The autoencoders' fits dominate. The default budget is a fixed number of optimizer steps,
+    # so a fit costs about the same on 10,000 images as on 60,000, and less only where the
+    # default batch shrinks with the data; an explicit --max-iter costs images x epochs.
+    ratio = fits(args.methods, sizes) / fits(base["methods"], base["n_components"])
+    if args.max_iter is None:
+        ratio *= min(1, n_train / FULL_BATCH_FROM) / min(1, base_images / FULL_BATCH_FROM)
+    else:
+        ratio *= n_train * args.max_iter / DEFAULT_BUDGET_IMAGES
+    if math.isclose(ratio, 1, rel_tol=0.05) and n_train == base_images:
+        return f"{name.capitalize()} run: about {minutes} minutes on {REFERENCE_MACHINE}"
+    estimate = minutes * ratio
+    if estimate < 1:
+        how_long = "under a minute"
+    elif estimate < 1.5:
+        how_long = "about a minute"
+    else:
+        how_long = f"roughly {estimate:.0f} minutes"
+    return (
+        f"This run: {how_long} on {REFERENCE_MACHINE} (scaled from the default {name} run's "
+        f"{minutes} minutes by its autoencoder fits and their training budget)"
+    )
 
 
 # -- one run -------------------------------------------------------------------------------------
@@ -289,132 +449,179 @@ def results_frame(rows: list[dict]) -> pd.DataFrame:
     return frame.astype({"epochs": "Int64"})
 
 
-def report(frame: pd.DataFrame, rows, data: Dataset, args, machine: dict, argv) -> None:
+def report(frame: pd.DataFrame, rows, data: Dataset, args, run: RunInfo, argv) -> dict:
+    """Print the markdown table and write it, the CSV and the JSON; return the JSON's content."""
     out = Path(args.output_dir)
     stem = f"compare_pca_{data.name}"
     table_columns = [
         c for c in frame.columns if c not in ("dataset", "settings", "n_train", "n_test")
     ]
-    title = f"## Autoencoders vs PCA on {data.describe()}"
+    title = f"Autoencoders vs PCA on {data.describe()}"
+    if run.banner:
+        title = f"{run.banner} (not the full benchmark) — autoencoders vs PCA on {data.describe()}"
     settings = "; ".join(f"{m}: {settings_of(m)}" for m in args.methods if m != "pca")
+    quick_note = (
+        f"Quick run: {run.n_train:,} of {run.available[0]:,} training images, the estimators' "
+        "default training; run without --quick for the full benchmark."
+    )
     text = "\n\n".join([
-        title,
+        f"## {title}",
         markdown_table(frame[table_columns], TABLE_FORMATS),
+        *([quick_note] if run.kind == "quick" else []),
         *([f"Settings: {settings}"] if settings else []),
-        f"Machine: {describe_machine(machine)}",
+        f"Machine: {describe_machine(run.machine)}",
     ])  # fmt: skip
     print(text)
     write_text(out / f"{stem}.md", text + "\n")
     write_csv(out / f"{stem}.csv", frame)
-    write_json(
-        out / f"{stem}.json",
-        {
-            "dataset": data.name,
-            "fallback": data.fallback_note,
-            "command": command_line("benchmarks/compare_pca.py", argv),
-            "settings": vars(args),
-            "variants": {m: settings_of(m) for m in METHODS},
-            "machine": machine,
-            "results": rows,
-        },
-    )
+    payload = {
+        "title": title,
+        "run": run.kind,
+        "dataset": data.name,
+        "fallback": data.fallback_note,
+        "n_train": run.n_train,
+        "n_test": run.n_test,
+        "n_train_available": run.available[0],
+        "n_test_available": run.available[1],
+        "command": command_line("benchmarks/compare_pca.py", argv),
+        "settings": vars(args),
+        "variants": {m: settings_of(m) for m in METHODS},
+        "machine": run.machine,
+        "results": rows,
+    }
+    write_json(out / f"{stem}.json", payload)
+    return payload
 
 
 # -- figures -------------------------------------------------------------------------------------
 
 
-def plot_all(frame: pd.DataFrame, gallery: dict, data: Dataset, args, n_components: int) -> None:
-    import matplotlib
+def make_figures(frame: pd.DataFrame, gallery: dict, run: RunInfo, classifiers) -> dict:
+    """The figures by file stem (the dataset's name is appended when saved)."""
+    return {
+        "accuracy": plot_accuracy(frame, run, classifiers),
+        "reconstruction_error": plot_error(frame, run),
+        "fit_time": plot_fit_time(frame, run),
+        "reconstructions": plot_gallery(gallery, frame, run),
+    }
 
-    matplotlib.use("Agg")
-    out = Path(args.output_dir)
-    save_figure(plot_gallery(gallery, data, n_components), out / f"reconstructions_{data.name}.png")
-    save_figure(plot_accuracy(frame, data, args.classifiers), out / f"accuracy_{data.name}.png")
-    save_figure(plot_error(frame, data), out / f"reconstruction_error_{data.name}.png")
+
+def save_figures(figures: dict, out: Path, dataset: str) -> None:
+    for stem, fig in figures.items():
+        save_figure(fig, Path(out) / f"{stem}_{dataset}.png")
 
 
-def save_figure(fig, path: Path) -> None:
+def plot_accuracy(frame: pd.DataFrame, run: RunInfo, classifiers):
+    from matplotlib.ticker import PercentFormatter
+
+    fig, axes = new_figure(len(classifiers))
+    for ax, name in zip(axes, classifiers, strict=True):
+        kind = plot_by_size(ax, frame, f"test_accuracy_{name}", COLORS, fmt=lambda v: f"{v:.1%}")
+        # The whole 0-100% range: differences of a point or two look like what they are.
+        start_at_zero(ax, 1.0, headroom=0.08 if kind == "bars" else 0.0)
+        ax.set_yticks(np.linspace(0, 1, 6))
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        mark_level(ax, 1 / run.n_classes, f"chance {1 / run.n_classes:.0%}")
+        ax.set_title(CLASSIFIER_NAMES[name], fontsize=10)
+    axes[0].set_ylabel("test accuracy")
+    if kind == "lines":
+        legend_outside(fig, axes[0])
+    title_and_caption(
+        fig, run.title("test accuracy of classifiers trained on the codes"), run.caption(frame)
+    )
+    return fig
+
+
+def plot_error(frame: pd.DataFrame, run: RunInfo):
+    fig, (ax,) = new_figure()
+    kind = plot_by_size(ax, frame, "test_sse_per_image", COLORS, fmt=lambda v: f"{v:.2f}")
+    start_at_zero(ax, frame["test_sse_per_image"].max(), headroom=0.12)
+    n_pixels = run.image_shape[0] * run.image_shape[1]
+    ax.set_ylabel(f"test SSE per image\n(sum over {n_pixels} pixels in [0, 1]; lower is better)")
+    if kind == "lines":
+        legend_outside(fig, ax)
+    title_and_caption(fig, run.title("test reconstruction error"), run.caption(frame))
+    return fig
+
+
+def plot_fit_time(frame: pd.DataFrame, run: RunInfo):
+    fig, (ax,) = new_figure()
+    kind = plot_by_size(ax, frame, "fit_time_s", COLORS, fmt=seconds)
+    start_at_zero(ax, frame["fit_time_s"].max(), headroom=0.12)
+    ax.set_ylabel("fit time (s, wall clock)")
+    if kind == "lines":
+        legend_outside(fig, ax)
+    title_and_caption(
+        fig, run.title(f"time to fit on {run.n_train:,} training images"), run.caption(frame)
+    )
+    return fig
+
+
+def plot_gallery(gallery: dict, frame: pd.DataFrame, run: RunInfo):
+    """Test images, then one row of reconstructions per method, its error in the row label."""
     import matplotlib.pyplot as plt
 
-    # The temporary name has no .png suffix, so the format is given explicitly.
-    atomic_save(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
-    plt.close(fig)
-
-
-def plot_gallery(gallery: dict, data: Dataset, n_components: int):
-    import matplotlib.pyplot as plt
-
+    n_components = frame["n_components"].max()
+    errors = frame[frame["n_components"] == n_components].set_index("method")
+    # Rows in the figures' method order, whatever order --methods gave.
+    gallery = {key: gallery[key] for key in ("original", *COLORS) if key in gallery}
     n_rows, n_cols = len(gallery), len(next(iter(gallery.values())))
     fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(1.1 * n_cols + 1.2, 1.15 * n_rows + 0.6), squeeze=False
+        n_rows,
+        n_cols,
+        figsize=(1.0 * n_cols + 1.8, 1.0 * n_rows + 1.4),
+        squeeze=False,
+        layout="constrained",
     )
     for r, (label, images) in enumerate(gallery.items()):
         for c, image in enumerate(images):
             ax = axes[r, c]
-            ax.imshow(np.clip(image, 0, 1).reshape(data.image_shape), cmap="gray_r", vmin=0, vmax=1)
+            ax.imshow(np.clip(image, 0, 1).reshape(run.image_shape), cmap="gray_r", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
-        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=11)
-    fig.suptitle(f"{data.label}: test images and reconstructions, n_components={n_components}")
-    fig.tight_layout()
-    return fig
-
-
-def plot_accuracy(frame: pd.DataFrame, data: Dataset, classifiers):
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(
-        1, len(classifiers), figsize=(5.5 * len(classifiers), 4), squeeze=False, sharey=True
+        color = COLORS.get(label, "black")
+        if label != "original":
+            label = f"{label}\nSSE {errors.loc[label, 'test_sse_per_image']:.2f}"
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", color=color)
+    title_and_caption(
+        fig,
+        run.title(f"test images and reconstructions, n_components={n_components}"),
+        f"Row labels: test SSE per image, averaged over all {run.n_test:,} test images "
+        f"(lower is better).\n{run.caption(frame)}",
     )
-    for ax, name in zip(axes[0], classifiers, strict=True):
-        plot_lines(ax, frame, f"test_accuracy_{name}")
-        ax.set_title(name)
-        ax.set_ylabel("test accuracy")
-    fig.suptitle(f"{data.label}: accuracy of classifiers trained on the codes")
-    legend_beside(fig, axes[0, 0])
     return fig
 
 
-def plot_error(frame: pd.DataFrame, data: Dataset):
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.3, 4))
-    plot_lines(ax, frame, "test_sse_per_image")
-    ax.set_ylabel(f"test SSE per image (sum over {data.n_features} pixels in [0, 1])")
-    ax.set_title(f"{data.label}: reconstruction error")
-    legend_beside(fig, ax)
-    return fig
+# -- the whole job -------------------------------------------------------------------------------
 
 
-def legend_beside(fig, ax) -> None:
-    # Outside the axes, where it cannot hide a line.
-    fig.legend(*ax.get_legend_handles_labels(), loc="center right")
-    fig.tight_layout(rect=(0, 0, 1 - 1.3 / fig.get_figwidth(), 1))
+class Outcome(NamedTuple):
+    """What a run produced, for callers that look further than the files (e.g. tests)."""
+
+    frame: pd.DataFrame
+    report: dict
+    figures: dict
 
 
-def plot_lines(ax, frame: pd.DataFrame, column: str) -> None:
-    for method, runs in frame.groupby("method", sort=False):
-        runs = runs.sort_values("n_components")
-        # A fixed colour per method, whichever methods a run includes.
-        color = f"C{METHODS.index(method)}"
-        ax.plot(runs["n_components"], runs[column], marker="o", color=color, label=method)
-    sizes = sorted(frame["n_components"].unique())
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(sizes, [str(k) for k in sizes])
-    ax.set_xlabel("n_components")
-    ax.grid(alpha=0.3)
-
-
-def main(argv=None) -> int:
+def benchmark(argv=None) -> Outcome:
     args = parse_args(argv)
-    data = prepare_data(args)  # first, so a fallback notice is the first line printed
+    data, available = prepare_data(args)  # first, so a fallback notice is the first line
     sizes = usable_sizes(args.n_components, data)
+    estimate = expected_duration(args, len(data.X_train), sizes)
+    print(f"{estimate}.", flush=True)
     with limit_threads(args.threads):
         machine = machine_info(args.device)
         rows, gallery = run_all(data, args, sizes)
+    run = run_info(args, data, available, machine)
     frame = results_frame(rows)
-    report(frame, rows, data, args, machine, argv)
-    plot_all(frame, gallery, data, args, sizes[-1])
+    payload = report(frame, rows, data, args, run, argv)
+    figures = make_figures(frame, gallery, run, args.classifiers)
+    save_figures(figures, args.output_dir, data.name)
+    return Outcome(frame, payload, figures)
+
+
+def main(argv=None) -> int:
+    benchmark(argv)
     return 0
 
 

@@ -1,4 +1,7 @@
-"""Smoke tests of the benchmark scripts: scikit-learn's digits, tiny settings, no network."""
+"""Smoke tests of the benchmark scripts: scikit-learn's digits, tiny settings, no network.
+
+Nothing here reads the real MNIST files: the data home is always an explicit empty folder.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +31,8 @@ def scripts():
     # The scripts import their helper module from their own folder, as `python script.py` does.
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(BENCHMARKS))
-        modules = {name: _load(name) for name in ("compare_pca", "grid_search", "bench_speed")}
+        names = ("compare_pca", "grid_search", "bench_speed", "bench_variants")
+        modules = {name: _load(name) for name in names}
         yield {"_common": importlib.import_module("_common"), **modules}
 
 
@@ -41,9 +45,27 @@ def no_mnist(tmp_path, monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     monkeypatch.setattr("skae.datasets._fetch.SYSTEM_DATA_DIRS", (), raising=False)
+    # The development copy that SKAE_DATA may point at must not be found instead.
+    monkeypatch.delenv("SKAE_DATA", raising=False)
     home = tmp_path / "empty_data_home"
     home.mkdir()
     return home
+
+
+MNIST_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+
+
+def _assert_says_where_to_put_mnist(first_line, data_home):
+    """The fallback notice alone tells the user how to get MNIST: files, folder, SKAE_DATA."""
+    assert first_line.startswith("WARNING: mnist ") and "digits" in first_line
+    assert all(name in first_line for name in MNIST_FILES)
+    assert f"{data_home / 'mnist'}/" in first_line
+    assert "SKAE_DATA" in first_line and "--data-home" in first_line
 
 
 def _assert_png(path):
@@ -60,13 +82,27 @@ DIGITS_RUN = ["--n-components", "4,8", "--methods", "pca,ae", "--max-iter", "2"]
 DIGITS_RUN += ["--device", "cpu", "--threads", "1"]
 
 
+def _figure_text(fig):
+    """Everything written on a figure: title, caption, labels."""
+    from matplotlib.text import Text
+
+    return " ".join(text.get_text() for text in fig.findobj(Text))
+
+
+def _data_lines(ax):
+    """The lines that join measurements (not horizontal reference lines such as chance)."""
+    return [line for line in ax.get_lines() if len(set(line.get_ydata())) > 1]
+
+
 def test_compare_pca_on_digits(scripts, tmp_path, capsys):
     out = tmp_path / "results"
     argv = ["--dataset", "digits", *DIGITS_RUN, "--output-dir", str(out)]
     assert scripts["compare_pca"].main(argv) == 0
 
     stdout = capsys.readouterr().out
-    assert stdout.startswith("## Autoencoders vs PCA on digits")
+    # The expected duration comes first, then the table.
+    assert "minute" in stdout.splitlines()[0]
+    assert "\n## Autoencoders vs PCA on digits" in stdout
     results = pd.read_csv(out / "compare_pca_digits.csv")
     assert list(zip(results["method"], results["n_components"], strict=True)) == [
         ("pca", 4), ("pca", 8), ("ae", 4), ("ae", 8),
@@ -90,13 +126,97 @@ def test_compare_pca_on_digits(scripts, tmp_path, capsys):
 
     report = json.loads((out / "compare_pca_digits.json").read_text())
     assert report["dataset"] == "digits" and report["fallback"] is None
+    assert report["run"] == "full" and (report["n_train"], report["n_test"]) == (1347, 450)
     assert report["command"].startswith("python benchmarks/compare_pca.py --dataset digits")
     assert {"cpu", "torch_threads", "device", "date", "gpu"} <= set(report["machine"])
     assert report["machine"]["device"] == "cpu"
     assert len(report["results"]) == 4
-    for name in ("reconstructions", "accuracy", "reconstruction_error"):
+    for name in ("reconstructions", "accuracy", "reconstruction_error", "fit_time"):
         _assert_png(out / f"{name}_digits.png")
     _assert_no_temporaries(out)
+
+
+@pytest.mark.parametrize("sizes", ["8", "4,8"], ids=["one-size", "two-sizes"])
+def test_compare_pca_figures_are_honest_and_say_their_settings(scripts, tmp_path, sizes):
+    compare = scripts["compare_pca"]
+    argv = ["--dataset", "digits", *DIGITS_RUN, "--n-components", sizes]
+    outcome = compare.benchmark([*argv, "--output-dir", str(tmp_path)])
+
+    figures = outcome.figures
+    assert {"accuracy", "reconstruction_error", "fit_time", "reconstructions"} <= set(figures)
+    _assert_png(tmp_path / "fit_time_digits.png")
+    frame = outcome.frame
+    n_sizes = frame["n_components"].nunique()
+    for name in ("accuracy", "reconstruction_error", "fit_time"):
+        for ax in figures[name].axes:
+            if n_sizes == 1:
+                # One bar per method, no line suggesting an order between methods.
+                assert len(ax.patches) == 2 and not _data_lines(ax), name
+            else:
+                lines = _data_lines(ax)
+                assert len(lines) == 2 and all(len(line.get_xdata()) == 2 for line in lines)
+            # Heights compare as ratios only on an axis that starts at zero.
+            assert ax.get_ylim()[0] == 0, name
+    for ax in figures["accuracy"].axes:
+        assert ax.get_ylim()[1] >= 1  # the whole 0-100% range
+    if n_sizes == 1:
+        fit_times = [bar.get_height() for bar in figures["fit_time"].axes[0].patches]
+        assert fit_times == pytest.approx(frame["fit_time_s"].tolist())
+    for name, fig in figures.items():
+        text = _figure_text(fig)
+        assert "1,347 training / 450 test images" in text, name
+        assert "epochs (n_iter_): ae 2" in text and "1 thread on " in text, name
+        assert "Quick run" not in text
+    # Each reconstruction row is labelled with that method's test error.
+    sse = frame[frame["n_components"] == 8].set_index("method")["test_sse_per_image"]
+    gallery = _figure_text(figures["reconstructions"])
+    assert f"pca\nSSE {sse['pca']:.2f}" in gallery and f"ae\nSSE {sse['ae']:.2f}" in gallery
+
+
+def test_compare_pca_keeps_a_colour_per_method(scripts, tmp_path):
+    outcome = scripts["compare_pca"].benchmark(
+        ["--dataset", "digits", *DIGITS_RUN, "--n-components", "8", "--methods", "ae,pca"]
+        + ["--output-dir", str(tmp_path)]
+    )
+    from matplotlib.colors import to_hex
+
+    for name in ("accuracy", "reconstruction_error", "fit_time"):
+        ax = outcome.figures[name].axes[0]
+        labels = [tick.get_text() for tick in ax.get_xticklabels()]
+        colors = [to_hex(bar.get_facecolor()) for bar in ax.patches]
+        # The same order and colours as in a run listing the methods the other way round.
+        assert labels == ["pca", "ae"] and colors == [to_hex("C0"), to_hex("C1")], name
+
+
+def test_compare_pca_quick_run_says_so_everywhere(scripts, tmp_path, capsys):
+    out = tmp_path / "results"
+    argv = ["--quick", "--dataset", "digits", "--n-train", "500", "--methods", "pca,ae"]
+    argv += ["--n-components", "16", "--max-iter", "2", "--device", "cpu", "--threads", "1"]
+    argv += ["--output-dir", str(out)]
+    outcome = scripts["compare_pca"].benchmark(argv)
+
+    stdout = capsys.readouterr().out
+    assert "quick run" in stdout.splitlines()[0].lower()
+    banner = "Quick run on a 500-image subset"
+    assert f"## {banner}" in stdout
+    assert (out / "compare_pca_digits.md").read_text().startswith(f"## {banner}")
+    report = json.loads((out / "compare_pca_digits.json").read_text())
+    assert report["run"] == "quick" and report["n_train"] == 500 and banner in report["title"]
+    for name, fig in outcome.figures.items():
+        assert banner in fig.get_suptitle(), name
+
+
+def test_compare_pca_prints_the_expected_duration(scripts):
+    compare = scripts["compare_pca"]
+    quick = compare.expected_duration(compare.parse_args(["--quick"]), 10_000, [64])
+    assert quick == f"Quick run: about {compare.QUICK_RUN_MINUTES} minutes on 2 CPU cores"
+    full = compare.expected_duration(compare.parse_args([]), 60_000, [16, 32, 64])
+    assert full == f"Full run: about {compare.FULL_RUN_MINUTES} minutes on 2 CPU cores"
+    # Other runs are scaled from the default run they resemble.
+    small = compare.parse_args(["--methods", "pca,ae", "--n-components", "64", "--max-iter", "2"])
+    assert compare.expected_duration(small, 3000, [64]).startswith("This run: under a minute")
+    longer = compare.parse_args(["--quick", "--methods", "pca,ae,vae,sparse,denoising"])
+    assert "roughly" in compare.expected_duration(longer, 60_000, [64])
 
 
 @pytest.mark.parametrize("download", [False, True], ids=["no-download", "download-fails"])
@@ -108,14 +228,15 @@ def test_compare_pca_falls_back_to_digits(scripts, tmp_path, no_mnist, capsys, d
     assert scripts["compare_pca"].main(argv) == 0
 
     captured = capsys.readouterr()
-    first_line = captured.out.splitlines()[0]
-    assert first_line.startswith("WARNING: mnist ")
-    assert "digits" in first_line
+    _assert_says_where_to_put_mnist(captured.out.splitlines()[0], no_mnist)
     assert "## Autoencoders vs PCA on digits" in captured.out
     assert "standing in for mnist" in captured.out
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"compare_pca_digits.{ext}" for ext in ("csv", "json", "md")]
-        + [f"{name}_digits.png" for name in ("accuracy", "reconstruction_error", "reconstructions")]
+        + [
+            f"{name}_digits.png"
+            for name in ("accuracy", "fit_time", "reconstruction_error", "reconstructions")
+        ]
     )
     assert (pd.read_csv(out / "compare_pca_digits.csv")["dataset"] == "digits").all()
     report = json.loads((out / "compare_pca_digits.json").read_text())
@@ -128,13 +249,18 @@ def test_compare_pca_falls_back_to_digits(scripts, tmp_path, no_mnist, capsys, d
 def test_compare_pca_quick_defaults_yield_to_explicit_options(scripts):
     compare = scripts["compare_pca"]
     quick = compare.parse_args(["--quick"])
-    assert (quick.n_train, quick.n_test, quick.n_components) == (5000, 1000, [16, 64])
-    assert quick.methods == list(compare.METHODS)
-    mixed = compare.parse_args(["--quick", "--n-components", "32", "--methods", "pca,vae"])
-    assert (mixed.n_components, mixed.methods, mixed.max_iter) == ([32], ["pca", "vae"], 10)
+    # A representative subset: all test images, the estimators' own training budget.
+    assert (quick.n_train, quick.n_test, quick.n_components) == (10_000, None, [64])
+    assert (quick.methods, quick.max_iter, quick.threads) == (["pca", "ae", "vae"], None, 2)
+    mixed = compare.parse_args(
+        ["--quick", "--n-components", "32", "--methods", "pca,sparse", "--threads", "1"]
+        + ["--max-iter", "3"]
+    )
+    assert (mixed.n_components, mixed.methods, mixed.threads) == ([32], ["pca", "sparse"], 1)
+    assert (mixed.max_iter, mixed.n_train) == (3, 10_000)
     full = compare.parse_args([])
     assert (full.n_train, full.max_iter, full.n_components) == (None, None, [16, 32, 64])
-    assert (quick.threads, full.threads) == (1, None)
+    assert (full.methods, full.threads) == (list(compare.METHODS), None)
 
 
 def test_limit_threads_restores_the_defaults(scripts):
@@ -197,8 +323,7 @@ def test_grid_search_falls_back_to_digits(scripts, tmp_path, no_mnist, capsys):
     argv = ["--data-home", str(no_mnist), "--no-download", *GRID_RUN, "--output-dir", str(out)]
     assert scripts["grid_search"].main(argv) == 0
 
-    first_line = capsys.readouterr().out.splitlines()[0]
-    assert first_line.startswith("WARNING: mnist ") and "digits" in first_line
+    _assert_says_where_to_put_mnist(capsys.readouterr().out.splitlines()[0], no_mnist)
     assert {p.name for p in out.iterdir()} == {
         f"grid_search_digits.{ext}" for ext in ("csv", "json", "md")
     }
@@ -275,3 +400,26 @@ def test_bench_speed_alternates_epochs_and_reports_paired_ratios(scripts, tmp_pa
     assert rows["skae"]["test_mse_per_pixel"] < 1.5 * rows["plain"]["test_mse_per_pixel"]
     assert rows["skae"]["transform_rows_per_s"] > 0
     assert len(report["fits"]) == 2 and rows["skae_fit"]["s_per_epoch"] > 0
+
+
+# -- bench_variants ------------------------------------------------------------------------------
+
+
+def test_bench_variants_falls_back_saying_where_to_put_mnist(scripts, no_mnist, capsys):
+    name, X_train, X_test = scripts["bench_variants"].load_data(
+        no_mnist, 100, 50, seed=0, download=False
+    )
+
+    _assert_says_where_to_put_mnist(capsys.readouterr().out.splitlines()[0], no_mnist)
+    assert name == "digits (standing in for mnist)"
+    assert X_train.shape == (100, 64) and X_test.shape == (50, 64)
+
+
+@pytest.mark.parametrize("script", ["compare_pca", "grid_search", "bench_speed", "bench_variants"])
+def test_help_points_at_the_library_data_home(scripts, capsys, script):
+    with pytest.raises(SystemExit):
+        scripts[script].main(["--help"])
+
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
+    assert "$SKAE_DATA, else scikit-learn's data home" in text
+    assert "../shared" not in scripts[script].__doc__ + text
