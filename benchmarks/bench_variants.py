@@ -49,12 +49,10 @@ from skae import AutoEncoderTransformer, VariationalAutoEncoderTransformer
 SIGMA = 0.01  # standard deviation of the perturbations for the contractive measure
 
 
-def load_data(data_home, n_samples, n_test, seed, *, download=True):
-    """(name, X_train, X_test) as float32 in [0, 1]: random subsets of MNIST, else of digits.
-
-    When MNIST is unavailable, the first line printed says so and how to get it.
-    """
-    data = load_dataset("mnist", data_home, download=download, seed=seed)
+def load_data(dataset, data_home, n_samples, n_test, seed, *, download=True):
+    """(name, X_train, X_test) as float32 in [0, 1]: random subsets of MNIST (else of digits,
+    and the first line printed says so and how to get MNIST), or of digits when asked."""
+    data = load_dataset(dataset, data_home, download=download, seed=seed)
     announce_fallback(data)
     X_train, X_test = data.X_train, data.X_test
     rng = np.random.default_rng(seed)
@@ -109,7 +107,7 @@ def aggregate_kl(model, X):
 def variants(args):
     common = dict(
         n_components=args.n_components,
-        hidden_layer_sizes=tuple(args.hidden_layer_sizes),
+        hidden_layer_sizes=tuple(args.hidden_layer_sizes or ()) or "auto",
         random_state=args.seed,
         device="cpu",
     )
@@ -215,8 +213,18 @@ def main(argv=None):
         help="never download: fall back to scikit-learn's digits at once when the files are "
         "missing",
     )
-    parser.add_argument("--n-components", type=int, default=64)
-    parser.add_argument("--hidden-layer-sizes", type=int, nargs="+", default=[256, 128])
+    parser.add_argument(
+        "--dataset",
+        choices=("mnist", "digits"),
+        default="mnist",
+        help="mnist (default; digits stand in when it is unavailable) or digits",
+    )
+    parser.add_argument(
+        "--n-components", type=int, default=None, help="default: 64 on MNIST, 16 on digits"
+    )
+    parser.add_argument(
+        "--hidden-layer-sizes", type=int, nargs="+", default=None, help='default: "auto"'
+    )
     parser.add_argument("--batch-size", type=int, default=None, help="default: the estimators'")
     parser.add_argument("--l1-penalty", type=float, default=0.02)
     parser.add_argument("--gaussian-level", type=float, default=0.3)
@@ -235,8 +243,15 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
 
     data_name, X_train, X_test = load_data(
-        args.data_home, args.n_samples, args.n_test, args.seed, download=not args.no_download
+        args.dataset,
+        args.data_home,
+        args.n_samples,
+        args.n_test,
+        args.seed,
+        download=not args.no_download,
     )
+    if args.n_components is None:
+        args.n_components = 64 if X_train.shape[1] > 64 else 16
 
     timed = {name: model for name, (_, model) in variants(args).items()}
     times = {name: [] for name in timed}
@@ -252,11 +267,11 @@ def main(argv=None):
         models[name] = model.fit(X_train)
     plain = models["plain"]
 
-    hidden = "-".join(str(h) for h in args.hidden_layer_sizes)
+    hidden = "-".join(str(h) for h in plain.hidden_layer_sizes_)
     print(
         f"Data: {data_name}, {len(X_train)} training / {len(X_test)} test rows; architecture "
-        f"{X_train.shape[1]}-{hidden}-{args.n_components}; fit: {plain.max_iter} epochs of "
-        f"batch {plain.batch_size}, learning rate {plain.learning_rate_init} "
+        f"{X_train.shape[1]}-{hidden}-{args.n_components}; fit: {plain.max_iter_} epochs of "
+        f"batch {plain.batch_size_}, learning rate {plain.learning_rate_init} "
         f"({plain.learning_rate}), seed {args.seed}; epoch times: median of "
         f"{args.timed_epochs} (partial_fit); CPU: {os.cpu_count()} cores "
         f"({platform.processor() or platform.machine()}), torch {torch.__version__}, "
@@ -285,9 +300,9 @@ def main(argv=None):
         "\nReference: the plain autoencoder, except for the variational one (the same model "
         "trained with beta=0). Lower is better for every measure but Hoyer sparsity."
     )
-    exact, probe = exact_jacobian_cost(models["contractive"].encoder_, X_train, plain.batch_size)
+    exact, probe = exact_jacobian_cost(models["contractive"].encoder_, X_train, plain.batch_size_)
     print(
-        f"Contractive penalty on one batch of {plain.batch_size} (forward + backward): exact "
+        f"Contractive penalty on one batch of {plain.batch_size_} (forward + backward): exact "
         f"per-sample Jacobians with torch.func.vmap(jacrev) {1e3 * exact:.1f} ms, one "
         f"forward-mode probe (what training uses) {1e3 * probe:.1f} ms."
     )

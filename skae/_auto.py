@@ -67,8 +67,26 @@ def resolve_max_iter(value, n_samples, batch_size):
 
 def check_auto_or_int(name, value, *, low):
     """Validate a parameter that is "auto" or an integer >= low (at the start of fit)."""
-    if not _is_auto(value):
+    if _is_auto(value):
+        return
+    try:
         check_int(name, value, low=low)
+    except ValueError:
+        raise ValueError(
+            f'{name}={value!r} is invalid: expected "auto" or an integer >= {low}.'
+        ) from None
+
+
+def check_auto_or_sizes(value):
+    """Validate ``hidden_layer_sizes``: "auto" or a sequence of positive ints."""
+    if _is_auto(value):
+        return
+    if isinstance(value, str):
+        raise ValueError(
+            f'hidden_layer_sizes={value!r} is invalid: expected "auto" or a sequence of '
+            "integers >= 1, such as (256, 128)."
+        )
+    check_hidden_layer_sizes(value)
 
 
 def _is_auto(value):

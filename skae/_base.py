@@ -20,6 +20,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._auto import (
     check_auto_or_int,
+    check_auto_or_sizes,
     resolve_batch_size,
     resolve_hidden_layer_sizes,
     resolve_max_iter,
@@ -42,7 +43,6 @@ from ._training import (
 )
 from ._validation import (
     check_float,
-    check_hidden_layer_sizes,
     check_int,
     check_option,
     resolve_device,
@@ -133,8 +133,7 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     def _check_params(self):
         check_int("n_components", self.n_components, low=1)
-        if not (isinstance(self.hidden_layer_sizes, str) and self.hidden_layer_sizes == "auto"):
-            check_hidden_layer_sizes(self.hidden_layer_sizes)
+        check_auto_or_sizes(self.hidden_layer_sizes)
         check_option("activation", self.activation, tuple(ACTIVATIONS))
         check_option("output_activation", self.output_activation, ("auto", *OUTPUT_ACTIVATIONS))
         check_auto_or_int("max_iter", self.max_iter, low=1)

@@ -282,6 +282,40 @@ def test_convergence_warning_while_loss_still_falls(digits):
             small_ae(max_iter=2).fit(X[:300])
 
 
+def test_a_loss_that_does_not_fall_warns_and_names_the_learning_rate(digits):
+    X, _ = digits
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ae = small_ae(learning_rate_init=10.0, max_iter=5).fit(X[:300])
+    assert not ae.loss_curve_[-1] < ae.loss_curve_[0]  # it really collapsed
+    messages = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert len(messages) == 1
+    assert "did not fall" in messages[0] and "learning_rate_init (it is 10.0)" in messages[0]
+    assert caught[0].filename == __file__  # pointed at the caller's fit
+
+
+@pytest.mark.parametrize(
+    "params, warns",
+    [
+        (dict(n_components=64), True),  # digits have 64 features
+        (dict(n_components=80), True),
+        (dict(n_components=63), False),
+        (dict(n_components=64, noise_type="masking", noise_level=0.2), False),
+        (dict(n_components=64, l1_penalty=0.01), False),
+        (dict(n_components=64, contractive_penalty=1e-6), False),
+    ],
+)
+def test_an_overcomplete_autoencoder_without_a_regulariser_warns(digits, params, warns):
+    X, _ = digits
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        small_ae(max_iter=1, **params).fit(X[:100])
+    identity = [w for w in caught if "learn the identity map" in str(w.message)]
+    assert len(identity) == int(warns)
+    if warns:
+        assert identity[0].category is UserWarning and identity[0].filename == __file__
+
+
 def test_verbose_shows_progress_and_silence_by_default(digits, capsys):
     X, _ = digits
     small_ae(max_iter=2).fit(X[:100])
