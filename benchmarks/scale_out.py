@@ -67,6 +67,12 @@ def parse_args(argv=None):
     parser.add_argument("--work-dir", default=None, help="where the memmaps go (default: temp)")
     parser.add_argument("--epoch-rounds", type=positive_int, default=4, help="paired epochs")
     parser.add_argument("--ddp-epochs", type=positive_int, default=4, help="epochs per DDP fit")
+    parser.add_argument(
+        "--ddp-batch-sizes",
+        type=comma_list(positive_int),
+        default=[256, 2048],
+        help="global batch sizes of the DDP fits (default 256, the default's, and 2048)",
+    )
     parser.add_argument("--grid-rows", type=positive_int, default=6000, help="MNIST rows")
     parser.add_argument("--output-dir", default="benchmark_results")
     # Internal: the script runs its own measurements in child processes.
@@ -187,7 +193,9 @@ def ddp_child(args, extra):
     data = mnist(args.data_home)
     shard = np.array_split(data.X_train, world)[rank]
     warnings.simplefilter("ignore")
-    est = AutoEncoderTransformer(max_iter=extra["epochs"], random_state=0)
+    est = AutoEncoderTransformer(
+        max_iter=extra["epochs"], batch_size=extra["batch_size"], random_state=0
+    )
     dist.barrier()
     started = time.perf_counter()
     est.fit(shard)
@@ -251,12 +259,17 @@ def measure_epochs(args, work_dir, images):
 
 def measure_ddp(args):
     results = []
-    for processes in (1, 2):
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                    f"--nproc_per_node={processes}"]  # fmt: skip
-        results.append(run_child("ddp", args, {"epochs": args.ddp_epochs}, launcher=launcher))
-        print(f"ddp: {results[-1]}", flush=True)
-    results[1]["speed_up"] = results[0]["s_per_epoch"] / results[1]["s_per_epoch"]
+    for batch_size in args.ddp_batch_sizes:
+        single = None
+        for processes in (1, 2):
+            launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                        f"--nproc_per_node={processes}"]  # fmt: skip
+            extra = {"epochs": args.ddp_epochs, "batch_size": batch_size}
+            result = run_child("ddp", args, extra, launcher=launcher)
+            single = single or result
+            result["speed_up"] = single["s_per_epoch"] / result["s_per_epoch"]
+            results.append(result)
+            print(f"ddp: {result}", flush=True)
     return results
 
 

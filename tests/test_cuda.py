@@ -100,3 +100,18 @@ def test_sparse_input_on_cuda(X):
     dense = ae().fit(X).transform(X[:20])
     sparse = ae().fit(sp.csr_matrix(X)).transform(sp.csr_matrix(X[:20]))
     assert_allclose(sparse, dense, atol=1e-4)
+
+
+def test_streamed_training_on_cuda_matches_in_memory_quality(X, tmp_path):
+    # A uint8 memmap streamed through pinned buffers to the GPU.
+    stored = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.uint8,
+                                       shape=X.shape)  # fmt: skip
+    stored[:] = np.round(X * 16)
+    stored.flush()
+    memmap = np.load(tmp_path / "x.npy", mmap_mode="r")
+    streamed = ae(device="cuda", max_iter=10).fit(memmap)
+    in_memory = ae(device="cuda", max_iter=10).fit(np.asarray(memmap, np.float32))
+    assert streamed.device_.type == "cuda"
+    assert streamed.score(memmap) > 1.15 * in_memory.score(memmap)
+    assert_allclose(streamed.transform(memmap), streamed.transform(np.asarray(memmap)),
+                    rtol=1e-5, atol=1e-6)  # fmt: skip

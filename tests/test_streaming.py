@@ -175,3 +175,21 @@ def test_partial_fit_streams_too(memmap):
         est.partial_fit(memmap)
     assert est.n_iter_ == 2 and len(est.loss_curve_) == 2
     assert est.loss_curve_[1] < est.loss_curve_[0]
+
+
+def test_in_memory_data_too_large_for_the_device_is_streamed(monkeypatch):
+    # On a GPU with too little free memory, in-memory rows are read to it a buffer at a time;
+    # simulated here on the CPU, whose training must then be the streamed one.
+    from skae._training import _data
+
+    X = DIGITS.astype(np.float32)
+    on_device = small(max_iter=3).fit(X)
+    monkeypatch.setattr(_data, "fits_on_device", lambda n_bytes, device: False)
+    used = []
+    batches = StreamedRows.batches
+    monkeypatch.setattr(
+        StreamedRows, "batches", lambda self, *a: used.append(1) or batches(self, *a)
+    )
+    streamed = small(max_iter=3).fit(X)
+    assert len(used) == 3
+    assert streamed.score(X) > 1.15 * on_device.score(X)

@@ -267,10 +267,25 @@ class StreamedRows:
 
 
 def training_rows(X, scaling, device, check_block):
-    """The rows to train on: streamed for out-of-core X, else held in memory."""
+    """The rows to train on: streamed for out-of-core X, and for in-memory X too large for
+    the GPU's free memory (it is read from host memory a buffer at a time); else held on the
+    device."""
     if is_out_of_core(X):
         return StreamedRows(X, scaling, device, check_block)
+    if not sp.issparse(X) and not fits_on_device(4 * X.shape[0] * X.shape[1], device):
+        # X was validated whole already: a block needs only its float32 conversion.
+        return StreamedRows(X, scaling, device, lambda block: np.asarray(block, np.float32))
     return InMemoryRows(X, scaling, device)
+
+
+def fits_on_device(n_bytes, device):
+    """Whether ``n_bytes`` of training data may be copied to ``device`` whole: always on the
+    CPU (it is the host's memory), up to half the free memory of a GPU (the rest is for the
+    network, its batches and other processes)."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return n_bytes <= free // 2
 
 
 def _validation_size(fraction, n_units, n_rows, unit="samples"):

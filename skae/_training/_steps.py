@@ -8,6 +8,10 @@ import torch
 class TrainingStep:
     """One optimizer step on a batch: forward, loss, backward (by autograd), update."""
 
+    # Whether the parameters' .grad tensors must be kept (zeroed, not dropped) between steps:
+    # set when they are views of a buffer that the step's owner reads (data parallelism).
+    gradients_in_place = False
+
     def __init__(self, compute_loss, optimizer):
         self.compute_loss = compute_loss
         self.optimizer = optimizer
@@ -26,7 +30,7 @@ class TrainingStep:
 
     def compute_gradients(self, x):
         """Set each parameter's ``.grad`` to the gradient of the loss on x; return the loss."""
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=not self.gradients_in_place)
         loss = self.compute_loss(x)
         loss.backward()
         return loss
