@@ -92,7 +92,7 @@ from skae import AutoEncoderTransformer, VariationalAutoEncoderTransformer
 # (24-epoch defaults); the quick run took 2.1 minutes with 1 thread, on 2026-11-29, with the
 # step-based defaults (150 epochs of 10,000 images).
 REFERENCE_MACHINE = "2 CPU cores"
-FULL_RUN_MINUTES = 30
+FULL_RUN_MINUTES = 14
 QUICK_RUN_MINUTES = 2
 FULL_TRAIN_IMAGES = 60_000  # MNIST's training set: what the full run's timing was measured on
 # The estimators' default budget ("auto"): about 6,000 optimizer steps of 256 images, with

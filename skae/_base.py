@@ -386,11 +386,18 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 ConvergenceWarning,
                 stacklevel=4,
             )
-        elif outcome.epochs == plan.max_epochs and state.epochs_without_improvement == 0:
+        elif outcome.epochs == plan.max_epochs and outcome.still_learning:
             chosen = f"'auto' (= {plan.max_epochs})" if self.max_iter == "auto" else self.max_iter
+            if outcome.tail_share is None:
+                how = f"still falling by more than tol={self.tol}"
+            else:
+                how = (
+                    f"still falling: the last quarter of the cosine schedule brought "
+                    f"{outcome.tail_share:.0%} of its fall"
+                )
             warnings.warn(
                 f"{type(self).__name__} reached max_iter={chosen} epochs while the loss was "
-                f"still falling by more than tol={self.tol}; consider raising max_iter.",
+                f"{how}; consider raising max_iter.",
                 ConvergenceWarning,
                 stacklevel=4,
             )
