@@ -407,7 +407,7 @@ def test_bench_speed_alternates_epochs_and_reports_paired_ratios(scripts, tmp_pa
 
 def test_bench_variants_falls_back_saying_where_to_put_mnist(scripts, no_mnist, capsys):
     name, X_train, X_test = scripts["bench_variants"].load_data(
-        no_mnist, 100, 50, seed=0, download=False
+        "mnist", no_mnist, 100, 50, seed=0, download=False
     )
 
     _assert_says_where_to_put_mnist(capsys.readouterr().out.splitlines()[0], no_mnist)
