@@ -242,7 +242,7 @@ class AutoEncoderTransformer(BaseAutoEncoder):
                 "the autoencoder can learn the identity map instead of a compressed code. Use "
                 "fewer components, or one of those regularisers.",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
 
     def _loss(self, state, x):

@@ -119,7 +119,7 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """Validate the subclass's own parameters (raise ValueError)."""
 
     def _warn_about_data(self, n_features):
-        """Warn (stacklevel 4: the caller of fit) about settings that do not suit the data."""
+        """Warn (stacklevel 5: the caller of fit) about settings that do not suit the data."""
 
     def _fitted_extras(self, state, X, group):
         """Fitted attributes of the subclass's own, computed once training has ended."""
@@ -171,16 +171,7 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             The fitted estimator.
         """
         device = self._check_params()
-        continuing = self.warm_start and self._is_fitted()
-        with _UnchangedOnError(self):
-            X = self._validate_input(X, reset=not continuing)
-            group = process_group(device)
-            if continuing:
-                state = self._resume(device, keep_optimizer=False)
-            else:
-                state = self._start(X, device, group)
-            self._train(state, X, group, fitting=True)
-        return self
+        return self._fit(X, device, continuing=self.warm_start and self._is_fitted(), full=True)
 
     def partial_fit(self, X, y=None):
         """Train for one epoch over X, continuing from the previous call.
@@ -201,15 +192,19 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self : object
         """
         device = self._check_params()
-        continuing = self._is_fitted()
+        return self._fit(X, device, continuing=self._is_fitted(), full=False)
+
+    def _fit(self, X, device, *, continuing, full):
+        """fit (``full``) or partial_fit: train on X from a fresh network, or continue the
+        fitted one (``continuing``); partial_fit's continuation keeps the optimizer's state."""
         with _UnchangedOnError(self):
             X = self._validate_input(X, reset=not continuing)
             group = process_group(device)
             if continuing:
-                state = self._resume(device, keep_optimizer=True)
+                state = self._resume(device, keep_optimizer=not full)
             else:
                 state = self._start(X, device, group)
-            self._train(state, X, group, fitting=False)
+            self._train(state, X, group, fitting=full)
         return self
 
     def _is_fitted(self):
@@ -366,7 +361,7 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 f"Training was interrupted in epoch {state.n_iter + 1}; the estimator keeps "
                 "the weights of the last completed batch and can be used or trained further.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         elif fitting:
             self._warn_about_convergence(state, outcome, plan, first_epoch)
@@ -384,7 +379,7 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 f"the first epoch, {losses[-1]:.4g} after the last. The network has probably "
                 f"collapsed; try a smaller learning_rate_init (it is {self.learning_rate_init}).",
                 ConvergenceWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
         elif outcome.epochs == plan.max_epochs and outcome.still_learning:
             chosen = f"'auto' (= {plan.max_epochs})" if self.max_iter == "auto" else self.max_iter
@@ -399,7 +394,7 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 f"{type(self).__name__} reached max_iter={chosen} epochs while the loss was "
                 f"{how}; consider raising max_iter.",
                 ConvergenceWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
 
     def _make_step(self, state, batch_size, capture_graph):

@@ -467,6 +467,8 @@ def test_interrupted_fit_keeps_the_last_batch_and_stays_usable(cls):
         est.fit(X)
     messages = [str(w.message) for w in caught]
     assert any("interrupted in epoch 3" in m for m in messages), messages
+    interrupted = next(w for w in caught if "interrupted" in str(w.message))
+    assert interrupted.filename == __file__  # pointed at the caller's fit
     assert not any(issubclass(w.category, ConvergenceWarning) for w in caught)
     assert est.n_iter_ == 2
     assert len(est.loss_curve_) == 2
