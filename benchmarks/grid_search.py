@@ -72,7 +72,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--cv", type=positive_int, default=3, help="folds (default 3)")
     parser.add_argument("--n-jobs", type=int, default=1, help="parallel fits (default 1)")
     parser.add_argument(
-        "--max-iter", type=positive_int, default=10, help="epochs per autoencoder (default 10)"
+        "--max-iter",
+        type=lambda text: text if text == "auto" else positive_int(text),
+        default="auto",
+        help='epochs per autoencoder (default "auto", the estimator\'s own budget; a small '
+        "number makes a fast search of undertrained models)",
     )
     parser.add_argument(
         "--n-components",

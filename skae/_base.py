@@ -204,7 +204,7 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 state = self._resume(device, keep_optimizer=not full)
             else:
                 state = self._start(X, device, group)
-            self._train(state, X, group, fitting=full)
+            self._train(state, X, group, full=full)
         return self
 
     def _is_fitted(self):
@@ -323,10 +323,10 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         fused = device.type == "cpu"
         return torch.optim.Adam(parameters, lr=self.learning_rate_init, fused=fused)
 
-    def _train(self, state, X, group, *, fitting):
+    def _train(self, state, X, group, *, full):
         """Train ``state`` on X, warn about how it ended, and adopt it as the fitted state.
 
-        ``fitting`` (fit, not partial_fit) gives the call ``max_iter`` epochs, the learning-rate
+        ``full`` (fit, not partial_fit) gives the call ``max_iter`` epochs, the learning-rate
         schedule, early stopping, the plateau rule and the convergence warnings; partial_fit
         trains one epoch at ``learning_rate_init``.
         """
@@ -335,11 +335,11 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         batch_size = resolve_batch_size(self.batch_size, n_samples)
         plan = Plan(
             batch_size=batch_size,
-            max_epochs=resolve_max_iter(self.max_iter, n_samples, batch_size) if fitting else 1,
+            max_epochs=resolve_max_iter(self.max_iter, n_samples, batch_size) if full else 1,
             learning_rate_init=self.learning_rate_init,
-            schedule=self.learning_rate if fitting else "constant",
-            plateau_rule=fitting,
-            early_stopping=fitting and self.early_stopping,
+            schedule=self.learning_rate if full else "constant",
+            plateau_rule=full,
+            early_stopping=full and self.early_stopping,
             validation_fraction=self.validation_fraction,
             n_iter_no_change=self.n_iter_no_change,
             tol=self.tol,
@@ -363,10 +363,10 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 RuntimeWarning,
                 stacklevel=4,
             )
-        elif fitting:
+        elif full:
             self._warn_about_convergence(state, outcome, plan, first_epoch)
         state.attributes["batch_size_"] = batch_size
-        if fitting:
+        if full:
             state.attributes["max_iter_"] = plan.max_epochs
         state.attributes.update(self._fitted_extras(state, X, group))
         self._adopt(state)
