@@ -233,14 +233,20 @@ def prepare_data(args) -> tuple[Dataset, tuple[int, int]]:
 
 
 def usable_sizes(sizes, data: Dataset) -> list[int]:
-    """The code sizes that fit the data (PCA needs n_components <= n_features, n_samples)."""
-    limit = min(data.n_features, len(data.X_train))
+    """The code sizes that compress the data: fewer than its features (and than its training
+    rows, for PCA). When none is left, as for digits standing in at 64 components, a quarter
+    of the features."""
+    limit = min(data.n_features - 1, len(data.X_train))
     kept = sorted({k for k in sizes if k <= limit})
-    if len(kept) < len(set(sizes)):
-        dropped = sorted(set(sizes) - set(kept))
-        print(f"Skipping n_components {dropped}: {data.name} allows at most {limit}.")
+    dropped = sorted(set(sizes) - set(kept))
     if not kept:
-        raise SystemExit(f"No usable n_components for {data.name} (at most {limit}).")
+        kept = [max(1, data.n_features // 4)]
+        print(
+            f"n_components {dropped} would not compress the {data.n_features} features of "
+            f"{data.name}; using {kept[0]} instead."
+        )
+    elif dropped:
+        print(f"Skipping n_components {dropped}: {data.name} allows at most {limit}.")
     return kept
 
 

@@ -277,6 +277,16 @@ def test_limit_threads_restores_the_defaults(scripts):
     assert (torch.get_num_threads(), pools()) == before
 
 
+def test_compare_pca_keeps_only_code_sizes_that_compress(scripts, capsys):
+    compare, common = scripts["compare_pca"], scripts["_common"]
+    digits = common.load_digits_split(0)  # 64 features
+    assert compare.usable_sizes([16, 32, 64, 128], digits) == [16, 32]
+    assert "Skipping n_components [64, 128]" in capsys.readouterr().out
+    # The quick run's 64 components on digits standing in for MNIST: a quarter of the features.
+    assert compare.usable_sizes([64], digits) == [16]
+    assert "would not compress the 64 features of digits; using 16" in capsys.readouterr().out
+
+
 def test_compare_pca_rejects_unknown_method(scripts, capsys):
     with pytest.raises(SystemExit):
         scripts["compare_pca"].parse_args(["--methods", "pca,ica"])
