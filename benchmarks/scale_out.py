@@ -21,7 +21,7 @@ memmaps are written to --work-dir (default: a temporary folder, removed afterwar
 MNIST is read from, or downloaded into, <data home>/mnist/ (--data-home, else $SKAE_DATA, else
 scikit-learn's data home). Usage, from the repository root:
 
-    python benchmarks/scale_out.py                      # all four, about 15 minutes on 2 cores
+    python benchmarks/scale_out.py                      # all four, about 4 minutes on 2 cores
     python benchmarks/scale_out.py --parts memory,ddp
 """
 
@@ -367,7 +367,7 @@ def main(argv=None):
         if result is not None:
             print(json.dumps(result))
         return 0
-    print("Scaling-out benchmark: about 15 minutes on 2 CPU cores.", flush=True)
+    print("Scaling-out benchmark: about 4 minutes on 2 CPU cores.", flush=True)
     images = mnist(args.data_home).X_train
     work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix="skae_scale_out_"))
     work_dir.mkdir(parents=True, exist_ok=True)
