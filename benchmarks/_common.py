@@ -14,6 +14,7 @@ import platform
 import shlex
 import sys
 import tempfile
+import threading
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -302,6 +303,47 @@ def warm_up(X: np.ndarray, device: str) -> None:
     warm = AutoEncoderTransformer(2, hidden_layer_sizes=(8,), max_iter=1, device=device)
     with fixed_epoch_budget():
         warm.fit(rows).transform(rows)
+
+
+def resident_mb() -> float:
+    """This process's resident memory (RSS), in MB."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def anonymous_mb() -> float:
+    """This process's anonymous resident memory (RssAnon: not file-backed pages), in MB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    raise OSError("no RssAnon in /proc/self/status (Linux only)")
+
+
+class PeakMemory:
+    """The peak growth of a memory reading (``read_mb``, default RSS) within a ``with`` block,
+    sampled on a thread every ``interval`` seconds: ``growth_mb`` after the block."""
+
+    def __init__(self, read_mb=resident_mb, interval=0.002):
+        self.read_mb = read_mb
+        self.interval = interval
+
+    def __enter__(self):
+        self.start = self.peak = self.read_mb()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self):
+        while not self.done.wait(self.interval):
+            self.peak = max(self.peak, self.read_mb())
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+        self.peak = max(self.peak, self.read_mb())
+        self.growth_mb = self.peak - self.start
 
 
 # -- outputs -------------------------------------------------------------------------------------

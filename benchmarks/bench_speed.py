@@ -26,10 +26,8 @@ scikit-learn's data home); scikit-learn's digits stand in when it is unavailable
 
 import argparse
 import math
-import os
 import statistics
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -38,6 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 from _common import (
+    PeakMemory,
     add_threads_argument,
     announce_fallback,
     describe_machine,
@@ -223,36 +222,8 @@ def time_transform(model, X_train, X_test):
     return dict(
         transform_seconds=seconds,
         transform_rows_per_s=len(X_all) / seconds,
-        transform_peak_extra_mb=memory.peak_extra_mb,
+        transform_peak_extra_mb=memory.growth_mb,
     )
-
-
-class PeakMemory:
-    """Samples this process's resident memory in a thread; reports the peak above the start."""
-
-    def __enter__(self):
-        self._start = _rss_mb()
-        self._peak = self._start
-        self._running = True
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while self._running:
-            self._peak = max(self._peak, _rss_mb())
-            time.sleep(0.002)
-
-    def __exit__(self, *exc):
-        self._running = False
-        self._thread.join()
-        self._peak = max(self._peak, _rss_mb())
-        self.peak_extra_mb = self._peak - self._start
-
-
-def _rss_mb():
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _synchronize(device):

@@ -35,13 +35,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 from _common import (
+    PeakMemory,
+    anonymous_mb,
     comma_list,
     command_line,
     describe_machine,
@@ -90,35 +91,6 @@ def mnist(data_home):
     return load_mnist(data_home=data_home)
 
 
-def anonymous_kb():
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1])
-    raise OSError("no RssAnon in /proc/self/status (Linux only)")
-
-
-class PeakAnonymousMemory:
-    """The peak growth of RssAnon within a ``with`` block, sampled every 5 ms on a thread."""
-
-    def __enter__(self):
-        self.base = self.peak = anonymous_kb()
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-        return self
-
-    def _sample(self):
-        while not self.done.wait(0.005):
-            self.peak = max(self.peak, anonymous_kb())
-
-    def __exit__(self, *exc):
-        self.done.set()
-        self.thread.join()
-        self.peak = max(self.peak, anonymous_kb())
-        self.growth_mb = (self.peak - self.base) / 1024
-
-
 def write_memmap(path, images, n_rows):
     """A uint8 memmap of ``n_rows`` MNIST images (the 60,000 repeated), as on disk."""
     pixels = np.round(images * 255).astype(np.uint8)
@@ -164,7 +136,7 @@ def memory_child(args, extra):
     # Warm-up: torch's and the allocators' one-off costs are not the fit's.
     AutoEncoderTransformer(max_iter=1, random_state=0).fit(np.asarray(X[:2000], np.float32))
     est = AutoEncoderTransformer(max_iter=extra["max_iter"], random_state=0)
-    with PeakAnonymousMemory() as memory:
+    with PeakMemory(anonymous_mb, interval=0.005) as memory:
         started = time.perf_counter()
         est.fit(X)
         seconds = time.perf_counter() - started
