@@ -265,14 +265,14 @@ def load(path):
             try:
                 # The header's shapes and dtypes are checked before any tensor is read.
                 layout = {key: file.get_slice(key) for key in file.keys()}
-                estimator, blueprint = _describe(document, layout)
+                estimator, hidden, blueprint = _describe(document, layout)
                 tensors = {key: file.get_tensor(key) for key in file.keys()}
             except (KeyError, TypeError, AttributeError) as error:
                 raise ValueError(f"{path!r} is a damaged skae model file: {error!r}") from None
     except SafetensorError as error:
         raise ValueError(f"{path!r} is not a skae model file: {error}") from None
     try:
-        return _restore(estimator, blueprint, document, tensors)
+        return _restore(estimator, hidden, blueprint, document, tensors)
     except (KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"{path!r} is a damaged skae model file: {error!r}") from None
 
@@ -310,8 +310,8 @@ def _parse_document(path, text):
 
 
 def _describe(document, layout):
-    """The estimator the document describes, and its network on the meta device, after
-    checking the file's tensor layout (``{name: safetensors slice}``) against it."""
+    """The estimator the document describes, its hidden layers, and its network on the meta
+    device, after checking the file's tensor layout (``{name: safetensors slice}``) against it."""
     registry = _registry()
     name = document["estimator"]
     if not isinstance(name, str) or name not in registry:
@@ -355,7 +355,7 @@ def _describe(document, layout):
         if not key.startswith(_OPTIMIZER_PREFIX)
     }
     _check_tensors(stored, expected, f"{name}(**params) with {n_features} features")
-    return estimator, blueprint
+    return estimator, hidden, blueprint
 
 
 def _hidden_layer_sizes(document):
@@ -377,7 +377,7 @@ def _hidden_layer_sizes(document):
     return hidden
 
 
-def _restore(estimator, blueprint, document, tensors):
+def _restore(estimator, hidden, blueprint, document, tensors):
     """The fitted estimator: ``blueprint``'s network with the file's (checked) tensors."""
     fitted = document["fitted"]
     n_features = fitted["n_features_in_"]
@@ -432,7 +432,7 @@ def _restore(estimator, blueprint, document, tensors):
         loss_curve=loss_curve,
         validation_scores=validation_scores,
         best_loss=best_loss,
-        attributes={"hidden_layer_sizes_": _hidden_layer_sizes(document), **extras},
+        attributes={"hidden_layer_sizes_": hidden, **extras},
     )
     parameters = state.parameters()
     state.optimizer = estimator._make_optimizer(parameters, device)

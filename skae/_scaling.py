@@ -52,12 +52,10 @@ class ColumnStats:
         """The statistics of an in-memory block: a dense array or a sparse matrix."""
         if sp.issparse(X):
             mean, variance = mean_variance_axis(X.tocsr(), axis=0)
-            minimum, maximum = X.min(), X.max()
         else:
             mean, variance = X.mean(axis=0, dtype=np.float64), X.var(axis=0, dtype=np.float64)
-            minimum, maximum = X.min(), X.max()
         n_rows = X.shape[0]
-        return cls(n_rows, float(minimum), float(maximum), mean, variance * n_rows)
+        return cls(n_rows, float(X.min()), float(X.max()), mean, variance * n_rows)
 
     def merge(self, other):
         n_rows = self.n_rows + other.n_rows

@@ -9,7 +9,6 @@
 
 from ._backprop import BackpropStep
 from ._data import (
-    INFERENCE_CHUNK_ROWS,
     InMemoryRows,
     StreamedRows,
     is_out_of_core,
@@ -24,7 +23,6 @@ from ._loop import Outcome, Plan, TrainingState, train
 from ._steps import CudaGraphStep, TrainingStep, learning_rates, load_optimizer_state
 
 __all__ = [
-    "INFERENCE_CHUNK_ROWS",
     "BackpropStep",
     "CudaGraphStep",
     "InMemoryRows",

@@ -76,8 +76,6 @@ class Outcome:
 
     epochs: int = 0
     interrupted: bool = False
-    plateaued: bool = False
-    n_steps_per_epoch: int = 0
     # Whether the loss was still falling at the end (see COSINE_TAIL_SHARE), and for a cosine
     # schedule the share of its fall that the last quarter of the epochs brought.
     still_learning: bool = False
@@ -107,7 +105,7 @@ def train(state, rows, make_step, plan, group, reconstruct):
         step = AveragedOverProcesses(step, group)
     rates = learning_rates(plan.learning_rate_init, plan.schedule, plan.max_epochs * n_steps)
 
-    outcome = Outcome(n_steps_per_epoch=n_steps)
+    outcome = Outcome()
     best_weights = None
     progress = tqdm(
         range(plan.max_epochs),
@@ -125,7 +123,6 @@ def train(state, rows, make_step, plan, group, reconstruct):
                     best_weights = _copy_weights(state.modules)
                 progress.set_postfix(loss=f"{loss:.4g}", refresh=False)
                 if plan.plateau_rule and state.epochs_without_improvement >= plan.n_iter_no_change:
-                    outcome.plateaued = True
                     break
         except KeyboardInterrupt:
             outcome.interrupted = True
