@@ -1,0 +1,343 @@
+"""Export fitted skae estimators to ONNX, to run them where neither torch nor skae is installed.
+
+Importing this module registers a shape calculator and a converter with skl2onnx for every
+public skae estimator, so that ``skl2onnx.to_onnx(pipeline, X[:1])`` converts any pipeline that
+holds one; ``skae.onnx.to_onnx`` wraps that call. It needs the ``onnx`` extra
+(``pip install "skae[onnx]"``: skl2onnx and onnx to convert, onnxruntime to run the result).
+
+The graphs hold what ``transform`` computes: the input scaling ``(x - input_offset_) /
+input_scale_`` followed by the encoder (for the variational autoencoder, the mean of its
+Gaussian), in float32 for any number of rows. The networks are written out from plain ONNX
+operators with the fitted weights as initializers, as skl2onnx does for scikit-learn's own
+MLPs. The torch modules are walked generically: ``MODULE_CONVERTERS`` maps each module type to
+the function that writes its nodes, so supporting a new layer or activation is one more entry.
+
+Building blocks for further converters (an outlier detector's scores, an imputer's filled
+matrix) are public here: ``GraphBuilder``, ``emit_to_model`` / ``emit_to_user`` (the scaling
+both ways), ``emit_encoder`` and ``emit_decoder``.
+"""
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils.validation import check_is_fitted
+
+try:
+    import skl2onnx
+    from onnx import TensorProto
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.data_types import (
+        DoubleTensorType,
+        FloatTensorType,
+        Int64TensorType,
+    )
+    from skl2onnx.common.utils import check_input_and_output_numbers
+except ImportError as error:
+    raise ImportError(
+        "skae.onnx needs the 'onnx' extra: pip install \"skae[onnx]\" (skl2onnx and onnx to "
+        f"convert, onnxruntime to run the converted models). Import failed with: {error}"
+    ) from error
+
+from torch import nn
+
+from ._autoencoder import AutoEncoderTransformer
+from ._modules import GaussianEncoder
+from ._vae import VariationalAutoEncoderTransformer
+
+__all__ = [
+    "MODULE_CONVERTERS",
+    "GraphBuilder",
+    "UnsupportedModuleError",
+    "emit_decoder",
+    "emit_encoder",
+    "emit_to_model",
+    "emit_to_user",
+    "to_onnx",
+]
+
+# The first opset with a Gelu operator; below it GELU is written from Erf or Tanh.
+_GELU_OPSET = 20
+
+
+class UnsupportedModuleError(TypeError):
+    """A fitted network holds a torch module type that skae.onnx cannot write as ONNX."""
+
+
+class GraphBuilder:
+    """Adds nodes and float32 initializers to the graph of one skl2onnx converter call.
+
+    Every node's output and every initializer gets a name unique in the whole model, from the
+    skl2onnx ``scope``, so graphs of several estimators can share one model.
+
+    Parameters
+    ----------
+    scope : skl2onnx.common._topology.Scope
+        The scope skl2onnx passes to a converter.
+    container : skl2onnx.common._container.ModelComponentContainer
+        The container skl2onnx passes to a converter.
+    """
+
+    def __init__(self, scope, container):
+        self.scope = scope
+        self.container = container
+        self._path = []
+
+    @property
+    def opset(self):
+        """The ONNX opset targeted (skl2onnx's latest tested one when none was asked for)."""
+        target = self.container.target_opset
+        return skl2onnx.get_latest_tested_opset_version() if target is None else target
+
+    def constant(self, name, value, dtype=np.float32):
+        """Add ``value`` as an initializer (float32 unless ``dtype`` says int64); its name."""
+        value = np.asarray(value, dtype=dtype)
+        onnx_type = TensorProto.INT64 if value.dtype == np.int64 else TensorProto.FLOAT
+        unique = self.scope.get_unique_variable_name(name)
+        self.container.add_initializer(unique, onnx_type, list(value.shape), value.ravel())
+        return unique
+
+    def node(self, op_type, inputs, *, output=None, **attributes):
+        """Add one node with one output; return the output's name (``output`` if given)."""
+        output = output or self.scope.get_unique_variable_name(op_type.lower())
+        name = self.scope.get_unique_operator_name(op_type)
+        self.container.add_node(op_type, list(inputs), [output], name=name, **attributes)
+        return output
+
+    def module(self, module, x, name):
+        """Write the nodes of torch ``module`` applied to ``x`` (named ``name`` in messages)."""
+        self._path.append(str(name))
+        try:
+            convert = MODULE_CONVERTERS.get(type(module))
+            if convert is None:
+                kind = type(module)
+                raise UnsupportedModuleError(
+                    f"Cannot export {'.'.join(self._path)} to ONNX: skae.onnx has no converter "
+                    f"for the torch module type {kind.__module__}.{kind.__qualname__}. Known "
+                    f"types: {', '.join(sorted(t.__name__ for t in MODULE_CONVERTERS))}; add an "
+                    "entry to skae.onnx.MODULE_CONVERTERS for a new one."
+                )
+            return convert(self, module, x)
+        finally:
+            self._path.pop()
+
+    def output(self, name, variable):
+        """Write ``name`` (float32) into ``variable``, an skl2onnx output, cast to its type."""
+        if isinstance(variable.type, DoubleTensorType):
+            return self.node("Cast", [name], output=variable.full_name, to=TensorProto.DOUBLE)
+        return self.node("Identity", [name], output=variable.full_name)
+
+    def as_float32(self, variable):
+        """The name of ``variable`` (an skl2onnx input) as float32, cast when it is not."""
+        if isinstance(variable.type, FloatTensorType):
+            return variable.full_name
+        return self.node("Cast", [variable.full_name], to=TensorProto.FLOAT)
+
+
+# -- torch modules -> ONNX nodes ---------------------------------------------------------------
+
+
+def _weights(tensor):
+    return tensor.detach().cpu().float().numpy()
+
+
+def _sequential(g, module, x):
+    for name, child in module.named_children():
+        x = g.module(child, x, name)
+    return x
+
+
+def _linear(g, module, x):
+    # Gemm computes x @ W.T + b in one node from the weight as torch stores it (out x in).
+    weight = g.constant("weight", _weights(module.weight))
+    if module.bias is None:
+        return g.node("Gemm", [x, weight], transB=1)
+    return g.node("Gemm", [x, weight, g.constant("bias", _weights(module.bias))], transB=1)
+
+
+def _gelu(g, module, x):
+    if g.opset >= _GELU_OPSET:
+        return g.node("Gelu", [x], approximate=module.approximate)
+    if module.approximate == "tanh":  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+        cube = g.node("Mul", [g.node("Mul", [x, x]), x])
+        inner = g.node("Add", [x, g.node("Mul", [cube, g.constant("c", 0.044715)])])
+        core = g.node("Tanh", [g.node("Mul", [inner, g.constant("c", math.sqrt(2 / math.pi))])])
+    else:  # 0.5 x (1 + erf(x / sqrt(2)))
+        core = g.node("Erf", [g.node("Mul", [x, g.constant("c", 1 / math.sqrt(2))])])
+    half_x = g.node("Mul", [x, g.constant("half", 0.5)])
+    return g.node("Mul", [half_x, g.node("Add", [core, g.constant("one", 1.0)])])
+
+
+def _silu(g, module, x):
+    return g.node("Mul", [x, g.node("Sigmoid", [x])])
+
+
+def _gaussian_mean(g, module, x):
+    # The body's output is [mean, log-variance]; transform and the decoder use the mean only.
+    out = g.module(module.body, x, "body")
+    width = _output_width(module.body) // 2
+    starts, ends, axes = (g.constant(n, [v], np.int64) for n, v in
+                          (("starts", 0), ("ends", width), ("axes", 1)))  # fmt: skip
+    return g.node("Slice", [out, starts, ends, axes])
+
+
+#: The ONNX nodes of each torch module type: ``function(graph_builder, module, input_name)``
+#: returns the name of the module's output. Looked up by exact type, since a subclass may
+#: compute something else.
+MODULE_CONVERTERS = {
+    nn.Sequential: _sequential,
+    nn.Linear: _linear,
+    nn.Identity: lambda g, module, x: x,
+    nn.ReLU: lambda g, module, x: g.node("Relu", [x]),
+    nn.LeakyReLU: lambda g, module, x: g.node("LeakyRelu", [x], alpha=module.negative_slope),
+    nn.ELU: lambda g, module, x: g.node("Elu", [x], alpha=module.alpha),
+    nn.GELU: _gelu,
+    nn.SiLU: _silu,
+    nn.Tanh: lambda g, module, x: g.node("Tanh", [x]),
+    nn.Sigmoid: lambda g, module, x: g.node("Sigmoid", [x]),
+    GaussianEncoder: _gaussian_mean,
+}
+
+
+def _output_width(module):
+    return [m for m in module.modules() if isinstance(m, nn.Linear)][-1].out_features
+
+
+def _input_width(module):
+    return next(m for m in module.modules() if isinstance(m, nn.Linear)).in_features
+
+
+# -- the pieces of an estimator's graphs -------------------------------------------------------
+
+
+def emit_to_model(g, estimator, x):
+    """``(x - input_offset_) / input_scale_``: the user's units to the model's (float32 ``x``)."""
+    offset = np.asarray(estimator.input_offset_, dtype=np.float32)
+    if not offset.any() and estimator.input_scale_ == 1.0:
+        return x  # data in [0, 1] keep their units
+    centred = g.node("Sub", [x, g.constant("input_offset", offset[None, :])])
+    return g.node("Div", [centred, g.constant("input_scale", estimator.input_scale_)])
+
+
+def emit_to_user(g, estimator, x):
+    """``x * input_scale_ + input_offset_``: the model's units back to the user's."""
+    offset = np.asarray(estimator.input_offset_, dtype=np.float32)
+    if not offset.any() and estimator.input_scale_ == 1.0:
+        return x
+    scaled = g.node("Mul", [x, g.constant("input_scale", estimator.input_scale_)])
+    return g.node("Add", [scaled, g.constant("input_offset", offset[None, :])])
+
+
+def emit_encoder(g, estimator, x):
+    """The codes of ``x`` (model units, float32): the encoder's output, the VAE's mean."""
+    return g.module(estimator.encoder_, x, f"{type(estimator).__name__}.encoder_")
+
+
+def emit_decoder(g, estimator, z):
+    """The decoder's output for codes ``z`` (float32), in the model's units."""
+    return g.module(estimator.decoder_, z, f"{type(estimator).__name__}.decoder_")
+
+
+# -- skl2onnx's shape calculators and converters -----------------------------------------------
+
+
+def check_exportable(estimator):
+    """Raise when ``estimator`` cannot be exported: unfitted, or changed since fit.
+
+    Raises
+    ------
+    sklearn.exceptions.NotFittedError
+        If the estimator is not fitted.
+    ValueError
+        If ``n_components`` no longer matches the fitted network.
+    """
+    check_is_fitted(estimator)
+    fitted = _input_width(estimator.decoder_)
+    if fitted != estimator.n_components:
+        raise ValueError(
+            f"Cannot export {type(estimator).__name__}: the fitted network has {fitted} "
+            f"components but n_components={estimator.n_components}. Set it back, or fit again."
+        )
+
+
+def _check_input(operator, n_outputs):
+    check_input_and_output_numbers(operator, input_count_range=1, output_count_range=n_outputs)
+    estimator, variable = operator.raw_operator, operator.inputs[0]
+    check_exportable(estimator)
+    if not isinstance(variable.type, FloatTensorType | DoubleTensorType | Int64TensorType):
+        raise TypeError(
+            f"{type(estimator).__name__} takes float or integer tensors in ONNX, not "
+            f"{type(variable.type).__name__}."
+        )
+    n_features = variable.get_second_dimension()
+    if n_features is not None and n_features != estimator.n_features_in_:
+        raise ValueError(
+            f"The ONNX input has {n_features} features, but {type(estimator).__name__} is "
+            f"expecting {estimator.n_features_in_} features as input."
+        )
+
+
+def _output_type(operator):
+    # skl2onnx's parser has already typed this output after the input (and the next step's
+    # outputs after it), so a double input gives a double output, cast from the float32 result.
+    is_double = isinstance(operator.inputs[0].type, DoubleTensorType)
+    return DoubleTensorType if is_double else FloatTensorType
+
+
+def _transform_shape(operator):
+    """transform: (N, n_features) -> (N, n_components), double for double input, else float."""
+    _check_input(operator, n_outputs=1)
+    n_rows = operator.inputs[0].get_first_dimension()
+    n_components = operator.raw_operator.n_components
+    operator.outputs[0].type = _output_type(operator)([n_rows, n_components])
+
+
+def _transform_converter(scope, operator, container):
+    estimator = operator.raw_operator
+    g = GraphBuilder(scope, container)
+    x = emit_to_model(g, estimator, g.as_float32(operator.inputs[0]))
+    g.output(emit_encoder(g, estimator, x), operator.outputs[0])
+
+
+#: The registered estimators: class -> (skl2onnx alias, shape calculator, converter).
+CONVERTERS = {
+    AutoEncoderTransformer: ("SkaeAutoEncoderTransformer", _transform_shape, _transform_converter),
+    VariationalAutoEncoderTransformer: (
+        "SkaeVariationalAutoEncoderTransformer",
+        _transform_shape,
+        _transform_converter,
+    ),
+}
+
+for _estimator, (_alias, _shape, _convert) in CONVERTERS.items():
+    update_registered_converter(_estimator, _alias, _shape, _convert, overwrite=True)
+
+
+def to_onnx(model, X=None, **kwargs):
+    """Convert a fitted skae estimator, or a pipeline holding some, to an ONNX model.
+
+    Parameters
+    ----------
+    model : estimator or Pipeline
+        Anything skl2onnx converts, with skae estimators anywhere in it.
+    X : array-like of shape (n_samples, n_features), default=None
+        A few rows of input, from which the input's width is taken; the model's input is
+        float32 with any number of rows either way. A pandas DataFrame is passed to skl2onnx
+        as it is (one input per column, as ColumnTransformer needs). When None, the width is
+        ``model.n_features_in_``.
+    **kwargs
+        Passed to ``skl2onnx.to_onnx`` (``target_opset``, ``options``, ``name``, ...).
+
+    Returns
+    -------
+    onnx.ModelProto
+        Save it with ``onnx.save`` or ``model.SerializeToString()``; run it with
+        ``onnxruntime.InferenceSession``. Its input is named ``"X"``.
+    """
+    if X is None:
+        check_is_fitted(model)
+        kwargs.setdefault("initial_types", [("X", FloatTensorType([None, model.n_features_in_]))])
+    elif not hasattr(X, "iloc"):  # not a DataFrame: float32 rows of any count
+        X = X[:1].toarray() if sp.issparse(X) else X
+        X = np.asarray(X, dtype=np.float32)[:1]
+    return skl2onnx.to_onnx(model, X, **kwargs)
