@@ -14,7 +14,7 @@ the function that writes its nodes, so supporting a new layer or activation is o
 
 Building blocks for further converters (an outlier detector's scores, an imputer's filled
 matrix) are public here: ``GraphBuilder``, ``emit_to_model`` / ``emit_to_user`` (the scaling
-both ways), ``emit_encoder`` and ``emit_decoder``.
+both ways), ``emit_encoder``, ``emit_decoder`` and ``emit_reconstruction``.
 """
 
 import math
@@ -51,6 +51,7 @@ __all__ = [
     "UnsupportedModuleError",
     "emit_decoder",
     "emit_encoder",
+    "emit_reconstruction",
     "emit_to_model",
     "emit_to_user",
     "to_onnx",
@@ -236,6 +237,13 @@ def emit_encoder(g, estimator, x):
 def emit_decoder(g, estimator, z):
     """The decoder's output for codes ``z`` (float32), in the model's units."""
     return g.module(estimator.decoder_, z, f"{type(estimator).__name__}.decoder_")
+
+
+def emit_reconstruction(g, estimator, x):
+    """The reconstruction of ``x`` (float32, the user's units) in the user's units: what
+    ``inverse_transform(transform(x))`` computes, from the encoder's codes (the VAE's means)."""
+    codes = emit_encoder(g, estimator, emit_to_model(g, estimator, x))
+    return emit_to_user(g, estimator, emit_decoder(g, estimator, codes))
 
 
 # -- skl2onnx's shape calculators and converters -----------------------------------------------

@@ -1,0 +1,295 @@
+"""skae.onnx: fitted estimators and pipelines holding them, exported to ONNX and run by onnxruntime.
+
+Skipped as a whole without the ``onnx`` extra (skl2onnx, onnx, onnxruntime).
+"""
+
+import inspect
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+import skae
+from skae import AutoEncoderTransformer, VariationalAutoEncoderTransformer
+from skae._modules import ACTIVATIONS
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+skl2onnx = pytest.importorskip("skl2onnx")
+from skl2onnx.common.data_types import FloatTensorType  # noqa: E402
+
+import skae.onnx  # noqa: E402  (after the skips: it needs the extra)
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+ESTIMATORS = (AutoEncoderTransformer, VariationalAutoEncoderTransformer)
+ATOL = 1e-4  # the issue's bound on |onnxruntime - transform|
+
+
+def fitted(cls, X, **params):
+    """A small network trained briefly: the export must match whatever weights it holds."""
+    defaults = dict(n_components=3, hidden_layer_sizes=(16, 8), max_iter=2, batch_size=32,
+                    random_state=0, device="cpu")  # fmt: skip
+    return cls(**{**defaults, **params}).fit(X)
+
+
+def session(model):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+
+
+def run(model, X):
+    return session(model).run(None, {"X": X})
+
+
+def node_types(model):
+    return {node.op_type for node in model.graph.node}
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Two kinds of data: in [0, 1] (sigmoid output, no input scaling) and real-valued
+    (linear output, centred and scaled input), each split into training and test rows."""
+    rng = np.random.default_rng(0)
+    unit = rng.random((150, 10)).astype(np.float32)
+    real = (rng.normal(size=(150, 10)) * 3 + np.arange(10) - 4).astype(np.float32)
+    return {"unit": (unit[:100], unit[100:]), "real": (real[:100], real[100:])}
+
+
+def assert_matches(estimator, model, X_test):
+    """onnxruntime's output matches transform for 1 row, 7 rows and the whole test set."""
+    sess = session(model)
+    for rows in (X_test[:1], X_test[:7], X_test):
+        (codes,) = sess.run(None, {"X": rows})
+        assert codes.dtype == np.float32
+        assert_allclose(codes, estimator.transform(rows), atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS)
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("kind", ["unit", "real"])
+def test_transform_matches_for_every_activation_and_scaling(cls, activation, kind, data):
+    X_train, X_test = data[kind]
+    estimator = fitted(cls, X_train, activation=activation)
+    assert estimator.output_activation_ == ("sigmoid" if kind == "unit" else "identity")
+    scaled = bool(estimator.input_offset_.any()) or estimator.input_scale_ != 1.0
+    assert scaled == (kind == "real")
+    model = skae.onnx.to_onnx(estimator, X_train)
+    assert_matches(estimator, model, X_test)
+    assert ("Div" in node_types(model)) == scaled
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_no_hidden_layers(cls, data):
+    X_train, X_test = data["real"]
+    estimator = fitted(cls, X_train, hidden_layer_sizes=())
+    model = skae.onnx.to_onnx(estimator, X_train)
+    assert [n.op_type for n in model.graph.node].count("Gemm") == 1
+    assert_matches(estimator, model, X_test)
+
+
+def test_the_vae_exports_the_mean_codes(data):
+    X_train, X_test = data["real"]
+    vae = fitted(VariationalAutoEncoderTransformer, X_train)
+    (codes,) = run(skae.onnx.to_onnx(vae), X_test)
+    assert codes.shape == (len(X_test), vae.n_components)
+    assert "Slice" in node_types(skae.onnx.to_onnx(vae))
+
+
+def test_pipeline_gives_the_same_labels():
+    X, y = load_digits(return_X_y=True)
+    X = X.astype(np.float32)
+    pipe = make_pipeline(
+        StandardScaler(),
+        AutoEncoderTransformer(n_components=8, max_iter=5, random_state=0, device="cpu"),
+        LogisticRegression(max_iter=300),
+    ).fit(X[:1200], y[:1200])
+    # skl2onnx's own entry point, as a user with a pipeline would call it.
+    model = skl2onnx.to_onnx(pipe, X[:1])
+    labels = session(model).run(["output_label"], {"X": X[1200:]})[0]
+    assert_array_equal(labels, pipe.predict(X[1200:]))
+    # Codes inside the pipeline match too: the step alone, after the scaler.
+    head = pipe[:2]
+    assert_matches(head, skl2onnx.to_onnx(head, X[:1]), X[1200:])
+
+
+def test_double_input_gives_double_output(data):
+    X_train, X_test = data["real"]
+    estimator = fitted(AutoEncoderTransformer, X_train)
+    model = skl2onnx.to_onnx(estimator, X_train[:1].astype(np.float64))
+    (codes,) = run(model, X_test.astype(np.float64))
+    assert codes.dtype == np.float64
+    assert_allclose(codes, estimator.transform(X_test), atol=ATOL, rtol=0)
+
+
+def test_model_input_is_float32_with_a_dynamic_first_axis(data):
+    X_train, _ = data["unit"]
+    estimator = fitted(AutoEncoderTransformer, X_train)
+    for model in (skae.onnx.to_onnx(estimator, X_train.astype(np.float64)),
+                  skae.onnx.to_onnx(estimator)):  # fmt: skip
+        (inp,) = session(model).get_inputs()
+        assert (inp.name, inp.type, inp.shape[1]) == ("X", "tensor(float)", 10)
+        assert not isinstance(inp.shape[0], int)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("opset", [18, None])
+def test_gelu_below_and_from_opset_20(approximate, opset, data):
+    """From opset 20 GELU is ONNX's Gelu; below, it is written from Erf (or Tanh)."""
+    X_train, X_test = data["real"]
+    estimator = fitted(AutoEncoderTransformer, X_train, activation="gelu")
+    for i, layer in enumerate(estimator.encoder_):
+        if isinstance(layer, nn.GELU):
+            estimator.encoder_[i] = nn.GELU(approximate=approximate)
+    model = skae.onnx.to_onnx(estimator, X_train, target_opset=opset)
+    assert ("Gelu" in node_types(model)) == (opset is None)
+    assert_matches(estimator, model, X_test)
+
+
+def test_runs_without_torch_and_skae(data, tmp_path):
+    """The exported file runs in a process where torch and skae cannot be imported."""
+    X_train, X_test = data["real"]
+    estimator = fitted(VariationalAutoEncoderTransformer, X_train, activation="gelu")
+    onnx.save(skae.onnx.to_onnx(estimator, X_train), tmp_path / "model.onnx")
+    np.save(tmp_path / "X.npy", X_test)
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["torch"] = None  # any import of torch or skae now raises ImportError
+        sys.modules["skae"] = None
+        for name in ("torch", "skae"):
+            try:
+                __import__(name)
+            except ImportError:
+                pass
+            else:
+                sys.exit(f"{name} was importable")
+        import numpy as np
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
+        np.save("codes.npy", sess.run(None, {"X": np.load("X.npy")})[0])
+        assert "torch" not in {m.split(".")[0] for m, v in sys.modules.items() if v}
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    codes = np.load(tmp_path / "codes.npy")
+    assert_allclose(codes, estimator.transform(X_test), atol=ATOL, rtol=0)
+
+
+# -- what cannot be exported -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_unfitted_estimator(cls, data):
+    X_train, _ = data["unit"]
+    with pytest.raises(NotFittedError):
+        skae.onnx.to_onnx(cls(), X_train)
+    with pytest.raises(NotFittedError):
+        skl2onnx.to_onnx(cls(), X_train[:1])
+
+
+def test_unknown_module_is_named(data):
+    X_train, _ = data["real"]
+    estimator = fitted(AutoEncoderTransformer, X_train)
+    estimator.encoder_[1] = nn.Softplus()
+    with pytest.raises(skae.onnx.UnsupportedModuleError, match=r"encoder_\.1.*Softplus"):
+        skae.onnx.to_onnx(estimator, X_train)
+
+
+def test_n_components_changed_after_fit(data):
+    X_train, _ = data["real"]
+    estimator = fitted(AutoEncoderTransformer, X_train).set_params(n_components=5)
+    with pytest.raises(ValueError, match="n_components"):
+        skae.onnx.to_onnx(estimator, X_train)
+
+
+def test_wrong_number_of_features(data):
+    X_train, _ = data["real"]
+    estimator = fitted(AutoEncoderTransformer, X_train)
+    wrong = [("X", FloatTensorType([None, 4]))]
+    with pytest.raises(ValueError, match="expecting 10 features"):
+        skl2onnx.convert_sklearn(estimator, initial_types=wrong)
+
+
+def test_missing_extra_names_it():
+    script = 'import sys; sys.modules["skl2onnx"] = None; import skae.onnx'
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert done.returncode != 0
+    assert "ImportError" in done.stderr
+    assert 'pip install "skae[onnx]"' in done.stderr
+
+
+def test_every_public_estimator_has_a_converter():
+    public = [
+        obj
+        for obj in vars(skae).values()
+        if inspect.isclass(obj) and issubclass(obj, BaseEstimator) and obj.__module__[:5] == "skae."
+    ]
+    assert public
+    missing = [cls.__name__ for cls in public if cls not in skae.onnx.CONVERTERS]
+    assert not missing, f"no ONNX converter registered for {missing} (see skae/onnx.py)"
+
+
+# -- the building blocks, reused the way a new estimator's converter would --------------------
+
+
+class Reconstruction(TransformerMixin, BaseEstimator):
+    """The reconstruction of X by a fitted skae estimator: the graph an imputer or an outlier
+    detector starts from."""
+
+    def __init__(self, autoencoder):
+        self.autoencoder = autoencoder
+
+    def fit(self, X, y=None):
+        self.n_features_in_ = self.autoencoder.n_features_in_
+        return self
+
+    def transform(self, X):
+        return self.autoencoder.inverse_transform(self.autoencoder.transform(X))
+
+
+def _reconstruction_shape(operator):
+    n_rows = operator.inputs[0].get_first_dimension()
+    n_features = operator.raw_operator.n_features_in_
+    operator.outputs[0].type = FloatTensorType([n_rows, n_features])
+
+
+def _reconstruction_converter(scope, operator, container):
+    autoencoder = operator.raw_operator.autoencoder
+    g = skae.onnx.GraphBuilder(scope, container)
+    x = g.as_float32(operator.inputs[0])
+    g.output(skae.onnx.emit_reconstruction(g, autoencoder, x), operator.outputs[0])
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS)
+@pytest.mark.parametrize("kind", ["unit", "real"])
+def test_decoder_graph_reused_for_reconstructions(cls, kind, data):
+    skl2onnx.update_registered_converter(
+        Reconstruction, "SkaeTestReconstruction", _reconstruction_shape, _reconstruction_converter
+    )
+    X_train, X_test = data[kind]
+    reconstruction = Reconstruction(fitted(cls, X_train, activation="elu")).fit(X_train)
+    model = skl2onnx.to_onnx(reconstruction, X_train[:1])
+    for rows in (X_test[:1], X_test[:7], X_test):
+        (recon,) = run(model, rows)
+        assert_allclose(recon, reconstruction.transform(rows), atol=ATOL, rtol=0)
+    assert ("Sigmoid" in node_types(model)) == (kind == "unit")
