@@ -3,11 +3,14 @@
 Skipped as a whole without the ``onnx`` extra (skl2onnx, onnx, onnxruntime).
 """
 
+import importlib.util
 import inspect
+import json
 import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -293,3 +296,23 @@ def test_decoder_graph_reused_for_reconstructions(cls, kind, data):
         (recon,) = run(model, rows)
         assert_allclose(recon, reconstruction.transform(rows), atol=ATOL, rtol=0)
     assert ("Sigmoid" in node_types(model)) == (kind == "unit")
+
+
+@pytest.mark.filterwarnings("ignore:n_components=64 is not smaller:UserWarning")  # digits' 64
+def test_benchmark_script_runs(tmp_path, monkeypatch, capsys):
+    """benchmarks/bench_onnx.py end to end, on digits standing in for MNIST."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_onnx.py"
+    spec = importlib.util.spec_from_file_location("bench_onnx", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    X = (load_digits().data / 16).astype(np.float32)
+    monkeypatch.setattr(bench, "load_mnist", lambda **kwargs: (X[:1000], None, X[1000:], None))
+    output = tmp_path / "out" / "bench.json"
+    bench.main(["--repeats", "2", "--single-rows", "3", "--fit-rows", "300", "--max-iter", "1",
+                "--output", str(output)])  # fmt: skip
+    assert "| `AutoEncoderTransformer()` | 797 |" in capsys.readouterr().out
+    payload = json.loads(output.read_text())
+    assert payload["threads"] == 1 and payload["test_rows"] == 797
+    for result in payload["results"].values():
+        assert result["max_abs_difference"] < ATOL
+        assert len(result["onnxruntime"]["all_rows_runs_s"]) == 2
