@@ -46,9 +46,11 @@ from ._modules import GaussianEncoder
 from ._vae import VariationalAutoEncoderTransformer
 
 __all__ = [
+    "CONVERTERS",
     "MODULE_CONVERTERS",
     "GraphBuilder",
     "UnsupportedModuleError",
+    "check_exportable",
     "emit_decoder",
     "emit_encoder",
     "emit_reconstruction",

@@ -140,6 +140,14 @@ def test_double_input_gives_double_output(data):
     assert_allclose(codes, estimator.transform(X_test), atol=ATOL, rtol=0)
 
 
+def test_integer_input_gives_float_output(data):
+    X_train, X_test = (np.rint(X).astype(np.int64) for X in data["real"])
+    estimator = fitted(AutoEncoderTransformer, X_train)
+    (codes,) = run(skl2onnx.to_onnx(estimator, X_train[:1]), X_test)
+    assert codes.dtype == np.float32
+    assert_allclose(codes, estimator.transform(X_test), atol=ATOL, rtol=0)
+
+
 def test_model_input_is_float32_with_a_dynamic_first_axis(data):
     X_train, _ = data["unit"]
     estimator = fitted(AutoEncoderTransformer, X_train)
