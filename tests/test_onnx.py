@@ -264,18 +264,21 @@ def test_every_public_estimator_has_a_converter():
 
 
 class Reconstruction(TransformerMixin, BaseEstimator):
-    """The reconstruction of X by a fitted skae estimator: the graph an imputer or an outlier
-    detector starts from."""
+    """X reconstructed ``passes`` times over by a fitted skae estimator: the graph an outlier
+    detector (one pass) or an imputer (repeated passes) starts from."""
 
-    def __init__(self, autoencoder):
+    def __init__(self, autoencoder, passes=1):
         self.autoencoder = autoencoder
+        self.passes = passes
 
     def fit(self, X, y=None):
         self.n_features_in_ = self.autoencoder.n_features_in_
         return self
 
     def transform(self, X):
-        return self.autoencoder.inverse_transform(self.autoencoder.transform(X))
+        for _ in range(self.passes):
+            X = self.autoencoder.inverse_transform(self.autoencoder.transform(X))
+        return X
 
 
 def _reconstruction_shape(operator):
@@ -288,7 +291,9 @@ def _reconstruction_converter(scope, operator, container):
     autoencoder = operator.raw_operator.autoencoder
     g = skae.onnx.GraphBuilder(scope, container)
     x = g.as_float32(operator.inputs[0])
-    g.output(skae.onnx.emit_reconstruction(g, autoencoder, x), operator.outputs[0])
+    for _ in range(operator.raw_operator.passes):
+        x = skae.onnx.emit_reconstruction(g, autoencoder, x)
+    g.output(x, operator.outputs[0])
 
 
 @pytest.mark.parametrize("cls", ESTIMATORS)
@@ -298,12 +303,20 @@ def test_decoder_graph_reused_for_reconstructions(cls, kind, data):
         Reconstruction, "SkaeTestReconstruction", _reconstruction_shape, _reconstruction_converter
     )
     X_train, X_test = data[kind]
-    reconstruction = Reconstruction(fitted(cls, X_train, activation="elu")).fit(X_train)
-    model = skl2onnx.to_onnx(reconstruction, X_train[:1])
-    for rows in (X_test[:1], X_test[:7], X_test):
-        (recon,) = run(model, rows)
-        assert_allclose(recon, reconstruction.transform(rows), atol=ATOL, rtol=0)
-    assert ("Sigmoid" in node_types(model)) == (kind == "unit")
+    autoencoder = fitted(cls, X_train, activation="elu")
+    models = {}
+    for passes in (1, 2):
+        reconstruction = Reconstruction(autoencoder, passes).fit(X_train)
+        models[passes] = model = skl2onnx.to_onnx(reconstruction, X_train[:1])
+        for rows in (X_test[:1], X_test[:7], X_test):
+            (recon,) = run(model, rows)
+            assert_allclose(recon, reconstruction.transform(rows), atol=ATOL, rtol=0)
+    assert ("Sigmoid" in node_types(models[1])) == (kind == "unit")
+    # A network emitted twice into one graph holds its weights once (skl2onnx merges equal
+    # initializers), so an imputer's repeated passes cost no model size.
+    assert len(models[2].graph.initializer) == len(models[1].graph.initializer)
+    gemms = {p: [n.op_type for n in m.graph.node].count("Gemm") for p, m in models.items()}
+    assert gemms[2] == 2 * gemms[1]
 
 
 @pytest.mark.filterwarnings("ignore:n_components=64 is not smaller:UserWarning")  # digits' 64
