@@ -35,9 +35,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from _common import (
+from _harness import (
     PeakMemory,
-    add_threads_argument,
+    add_data_arguments,
+    add_machine_arguments,
     announce_fallback,
     describe_machine,
     limit_threads,
@@ -233,23 +234,12 @@ def _synchronize(device):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data-home",
-        default=None,
-        help="folder holding mnist/ with the four *-ubyte.gz IDX files, downloaded there when "
-        "missing (default: $SKAE_DATA, else scikit-learn's data home, ~/scikit_learn_data)",
-    )
-    parser.add_argument(
-        "--no-download",
-        action="store_true",
-        help="never download MNIST: fall back to scikit-learn's digits at once when it is missing",
-    )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    add_data_arguments(parser, datasets=None)
+    add_machine_arguments(parser, device="cpu")
     parser.add_argument("--epochs", type=int, default=5, help="epochs per run")
     parser.add_argument("--repeats", type=int, default=2, help="alternating rounds")
     parser.add_argument("--n-train", type=int, default=60000)
     parser.add_argument("--no-skorch", action="store_true")
-    add_threads_argument(parser)
     parser.add_argument("--output", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
 

@@ -42,7 +42,7 @@ import warnings
 
 import numpy as np
 import torch
-from _common import announce_fallback, load_dataset
+from _harness import add_data_arguments, announce_fallback, load_dataset
 
 from skae import AutoEncoderTransformer, VariationalAutoEncoderTransformer
 
@@ -200,25 +200,8 @@ def main(argv=None):
     parser.add_argument(
         "--timed-epochs", type=int, default=3, help="epochs timed per model, after one untimed"
     )
-    parser.add_argument(
-        "--data-home",
-        default=None,
-        help="folder holding mnist/ with the four *-ubyte.gz IDX files, downloaded there when "
-        "missing (default: $SKAE_DATA, else scikit-learn's data home, ~/scikit_learn_data); "
-        "scikit-learn's digits stand in when they can be neither found nor downloaded",
-    )
-    parser.add_argument(
-        "--no-download",
-        action="store_true",
-        help="never download: fall back to scikit-learn's digits at once when the files are "
-        "missing",
-    )
-    parser.add_argument(
-        "--dataset",
-        choices=("mnist", "digits"),
-        default="mnist",
-        help="mnist (default; digits stand in when it is unavailable) or digits",
-    )
+    # --dataset mnist (the default; digits stand in when it is unavailable) or digits.
+    add_data_arguments(parser, datasets=("mnist", "digits"))
     parser.add_argument(
         "--n-components", type=int, default=None, help="default: 64 on MNIST, 16 on digits"
     )

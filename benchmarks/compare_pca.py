@@ -4,18 +4,24 @@ For each method and code size, the reducer is fitted on the training images with
 the train and test images are encoded, and each classifier is trained on the train codes and
 scored on the test codes. The test images are also reconstructed from their codes. Reported per
 run: test accuracy per classifier, reconstruction error (SSE per image and MSE per pixel, pixels
-in [0, 1]), fit and transform wall times, and the autoencoder's epochs.
+in [0, 1]), fit time with its spread (each epoch is timed; PCA is fitted 3 times), transform
+time, and the autoencoder's epochs. PCA always runs: it is the reference.
 
 Each run first prints how long it should take (after any notice that digits stand in), scaled
-from the measured default runs (FULL_RUN_MINUTES, QUICK_RUN_MINUTES).
+from the measured default runs (FULL_RUN_MINUTES, QUICK_RUN_MINUTES). Progress goes to stderr:
+a bar over the runs and, inside each fit, a bar over its epochs with the loss (--quiet: none).
 
 Outputs, in --output-dir (the dataset's name is in every file name):
-  compare_pca_<dataset>.csv / .json   the results (the JSON adds the run's kind, "quick", "full"
-                                      or "subset", data sizes, machine, settings, command)
-  compare_pca_<dataset>.md            the markdown table printed on stdout
-  accuracy_<dataset>.png              test accuracy, one panel per classifier, from 0 to 100%
+  compare_pca_<dataset>.csv / .json   the results, rewritten after every run, so that a stopped
+                                      run keeps every run it finished (the JSON adds "complete",
+                                      the run's kind, "quick", "full" or "subset", data sizes,
+                                      machine, settings, command and each fit's epoch times)
+  compare_pca_<dataset>.md            the markdown table (printed on stdout at the end)
+  accuracy_<dataset>.png              test accuracy minus PCA's at the same code size, in
+                                      percentage points, one panel per classifier
   reconstruction_error_<dataset>.png  test SSE per image, from 0
-  fit_time_<dataset>.png              fit wall time per method and code size, from 0
+  fit_time_<dataset>.png              fit wall time per method and code size, from 0, whiskers
+                                      at the pace of its 10th and 90th percentile epochs
   reconstructions_<dataset>.png       10 test images, then their reconstructions per method at
                                       the largest code size, each row labelled with its SSE
 With one code size the figures are bars per method, labelled with their values; with several,
@@ -27,9 +33,9 @@ be found nor downloaded, the first line printed says so and everything runs on s
 
 --quick is a representative subset run of about two minutes on 2 CPU cores: 10,000 random
 training images and all 10,000 test images, n_components 64, methods pca, ae and vae, trained
-with the estimators' own defaults (as in the full run), 2 threads. Its markdown title, figure
-titles and JSON ("run": "quick", "n_train") say it is a quick run on a subset. Explicit options
-still win, e.g. --quick --methods pca,ae --threads 1.
+with the estimators' own defaults (as in the full run), at most 2 threads. Its markdown title,
+figure titles and JSON ("run": "quick", "n_train") say it is a quick run on a subset. Explicit
+options still win, e.g. --quick --methods pca,ae --threads 1.
 
 Usage, from the repository root (the dataset is read from, or downloaded into,
 <data home>/<dataset>/, the data home being --data-home, else $SKAE_DATA, else scikit-learn's
@@ -40,7 +46,6 @@ data home):
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -49,40 +54,38 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from _common import (
+from _harness import (
     Dataset,
+    Report,
     add_common_arguments,
     announce_fallback,
+    benchmark_parser,
     comma_list,
     command_line,
     describe_machine,
-    fixed_epoch_budget,
-    legend_outside,
     limit_threads,
     load_dataset,
-    machine_caption,
     machine_info,
-    mark_level,
-    markdown_table,
-    new_figure,
-    plot_by_size,
     positive_int,
-    save_figure,
-    seconds,
-    start_at_zero,
+    runs,
     subsample,
-    title_and_caption,
+    timed_fit,
     warm_up,
-    write_csv,
-    write_json,
-    write_text,
+)
+from _harness.figures import (
+    by_size_figure,
+    caption,
+    fit_time_figure,
+    method_colors,
+    save_figure,
+    title_and_caption,
+    versus_reference_figure,
 )
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from tqdm import tqdm
 
 from skae import AutoEncoderTransformer, VariationalAutoEncoderTransformer
 
@@ -113,7 +116,7 @@ VARIANTS = {
 }
 METHODS = ("pca", *VARIANTS)
 # One colour per method in every figure, whichever methods a run includes.
-COLORS = {method: f"C{i}" for i, method in enumerate(METHODS)}
+COLORS = method_colors(METHODS)
 
 CLASSIFIERS = {
     "logreg": lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)),
@@ -142,21 +145,17 @@ QUICK = {
 }
 
 N_EXAMPLES = 10  # test images in the reconstruction grid
+PCA_REPEATS = 3  # PCA's fit is cheap: its time's spread comes from repeated fits
 
 # Column order of the CSV; units are in the names (pixels lie in [0, 1]).
 COLUMNS = [
-    "dataset",
-    "method",
-    "n_components",
-    "settings",
-    "n_train",
-    "n_test",
-    "epochs",
-    "fit_time_s",
-    "transform_time_train_test_s",
-    "test_sse_per_image",
-    "test_mse_per_pixel",
-]
+    "dataset", "method", "n_components", "settings", "n_train", "n_test", "epochs",
+    "fit_time_s", "fit_time_low_s", "fit_time_high_s", "epoch_time_median_s", "fit_threads",
+    "transform_time_train_test_s", "test_sse_per_image", "test_mse_per_pixel",
+]  # fmt: skip
+# Left out of the markdown table (they are in the CSV and JSON).
+HIDDEN = ("dataset", "settings", "n_train", "n_test", "fit_time_low_s", "fit_time_high_s",
+          "epoch_time_median_s", "fit_threads", "convergence_warnings")  # fmt: skip
 TABLE_FORMATS = {
     "fit_time_s": ".2f",
     "transform_time_train_test_s": ".3f",
@@ -165,11 +164,9 @@ TABLE_FORMATS = {
 }
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_common_arguments(parser, default_output="benchmark_results")
+def parse_args(argv=None):
+    parser = benchmark_parser(__doc__)
+    add_common_arguments(parser)
     parser.add_argument(
         "--n-components",
         type=comma_list(positive_int),
@@ -180,7 +177,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--methods",
         type=comma_list(str, METHODS),
         default=None,
-        help=f"subset of {','.join(METHODS)} (default all; --quick: pca,ae,vae)",
+        help=f"subset of {','.join(METHODS)} (default all; --quick: pca,ae,vae); pca runs "
+        "whether listed or not: it is the reference",
     )
     parser.add_argument(
         "--classifiers",
@@ -211,11 +209,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         help=f"a representative subset run of about {QUICK_RUN_MINUTES} minutes (see above)",
     )
-    parser.add_argument("--verbose", action="store_true", help="per-epoch progress bars")
+    parser.add_argument(
+        "--verbose", action="store_true", help="per-epoch progress bars (shown unless --quiet)"
+    )
     args = parser.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    # PCA first: every other method is compared with it.
+    args.methods = ["pca", *(m for m in args.methods if m != "pca")]
     return args
 
 
@@ -294,10 +296,8 @@ class RunInfo(NamedTuple):
             f"{n:,}" if n == total else f"{n:,} of {total:,}"
             for n, total in zip((self.n_train, self.n_test), self.available, strict=True)
         )
-        size = f"{train} training / {test} test images of {h}x{w} pixels"
-        epochs = epochs_summary(frame)
-        epochs = f"; epochs (n_iter_): {epochs}" if epochs else ""
-        return f"{size}{epochs}\n{machine_caption(self.machine)}"
+        data = f"{train} training / {test} test images of {h}x{w} pixels"
+        return caption(frame, data, self.machine)
 
 
 def run_info(args, data: Dataset, available: tuple[int, int], machine: dict) -> RunInfo:
@@ -317,15 +317,6 @@ def run_info(args, data: Dataset, available: tuple[int, int], machine: dict) -> 
         n_classes=len(np.unique(data.y_train)),
         machine=machine,
     )
-
-
-def epochs_summary(frame: pd.DataFrame) -> str:
-    """Epochs trained per autoencoder, e.g. "ae 24, vae 20-24"; empty for PCA alone."""
-    parts = []
-    for method, epochs in frame.dropna(subset=["epochs"]).groupby("method", sort=False)["epochs"]:
-        low, high = int(epochs.min()), int(epochs.max())
-        parts.append(f"{method} {low}" if low == high else f"{method} {low}-{high}")
-    return ", ".join(parts)
 
 
 def expected_duration(args, n_train: int, sizes: list[int]) -> str:
@@ -361,7 +352,7 @@ def expected_duration(args, n_train: int, sizes: list[int]) -> str:
     )
 
 
-# -- one run -------------------------------------------------------------------------------------
+# -- the protocol --------------------------------------------------------------------------------
 
 
 def make_reducer(method: str, n_components: int, args):
@@ -370,12 +361,7 @@ def make_reducer(method: str, n_components: int, args):
     cls, params = VARIANTS[method]
     extra = {} if args.max_iter is None else {"max_iter": args.max_iter}
     return cls(
-        n_components=n_components,
-        random_state=args.seed,
-        device=args.device,
-        verbose=int(args.verbose),
-        **params,
-        **extra,
+        n_components=n_components, random_state=args.seed, device=args.device, **params, **extra
     )
 
 
@@ -387,15 +373,16 @@ def settings_of(method: str) -> str:
 def run_one(method: str, n_components: int, data: Dataset, args, examples: np.ndarray):
     """Fit one reducer, encode, classify, reconstruct; return (result row, example images)."""
     reducer = make_reducer(method, n_components, args)
-    with fixed_epoch_budget():
-        start = time.perf_counter()
-        reducer.fit(data.X_train)
-        fit_time = time.perf_counter() - start
+    fit = timed_fit(
+        reducer, data.X_train, label=f"{method} n_components={n_components}",
+        progress=not args.quiet, repeats=PCA_REPEATS if method == "pca" else 1,
+    )  # fmt: skip
     start = time.perf_counter()
     codes_train = reducer.transform(data.X_train)
     codes_test = reducer.transform(data.X_test)
     transform_time = time.perf_counter() - start
     reconstruction = reducer.inverse_transform(codes_test)
+    squared = np.square(data.X_test.astype(np.float64) - reconstruction)
     row = {
         "dataset": data.name,
         "method": method,
@@ -404,83 +391,54 @@ def run_one(method: str, n_components: int, data: Dataset, args, examples: np.nd
         "n_train": len(data.X_train),
         "n_test": len(data.X_test),
         "epochs": getattr(reducer, "n_iter_", None),
-        "fit_time_s": fit_time,
+        **fit.columns(),
         "transform_time_train_test_s": transform_time,
-        **reconstruction_errors(data.X_test, reconstruction),
-        **accuracies(codes_train, data.y_train, codes_test, data.y_test, args.classifiers),
-    }
-    return row, reconstruction[examples]
-
-
-def reconstruction_errors(X: np.ndarray, reconstruction: np.ndarray) -> dict:
-    squared = np.square(X.astype(np.float64) - reconstruction)
-    return {
         "test_sse_per_image": float(squared.sum(axis=1).mean()),
         "test_mse_per_pixel": float(squared.mean()),
     }
+    for name in args.classifiers:
+        model = CLASSIFIERS[name]().fit(codes_train, data.y_train)
+        row[f"test_accuracy_{name}"] = float(model.score(codes_test, data.y_test))
+    row["epoch_times_s"] = fit.epoch_seconds  # the JSON keeps every epoch's time
+    return row, reconstruction[examples]
 
 
-def accuracies(codes_train, y_train, codes_test, y_test, classifiers) -> dict:
-    scores = {}
-    for name in classifiers:
-        model = CLASSIFIERS[name]().fit(codes_train, y_train)
-        scores[f"test_accuracy_{name}"] = float(model.score(codes_test, y_test))
-    return scores
-
-
-def run_all(data: Dataset, args, sizes: list[int]):
-    """All (method, n_components) runs; keeps example reconstructions at the largest size."""
+def run_all(data: Dataset, args, sizes: list[int], report: Report) -> dict:
+    """Every (method, n_components) run, each row reported as it ends; returns the example
+    reconstructions at the largest size."""
     examples = example_rows(data.y_test)
     warm_up(data.X_train, args.device)
-    runs = [(method, k) for method in args.methods for k in sizes]
-    rows, gallery = [], {}
-    with tqdm(runs, desc=f"{data.name}", unit="run", file=sys.stderr) as bar:
-        for method, k in bar:
-            bar.set_postfix_str(f"{method} n_components={k}")
-            row, images = run_one(method, k, data, args, examples)
-            rows.append(row)
-            if k == sizes[-1]:
-                gallery[method] = images
-    gallery = {"original": data.X_test[examples], **gallery}
-    return rows, gallery
+    gallery = {"original": data.X_test[examples]}
+    todo = [(method, k) for method in args.methods for k in sizes]
+    for method, k in runs(
+        todo, desc=data.name, label=lambda run: f"{run[0]} n_components={run[1]}",
+        progress=not args.quiet,
+    ):  # fmt: skip
+        row, images = run_one(method, k, data, args, examples)
+        report.add(row)
+        if k == sizes[-1]:
+            gallery[method] = images
+    return gallery
 
 
-# -- reporting -----------------------------------------------------------------------------------
-
-
-def results_frame(rows: list[dict]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows)
-    extra = [c for c in frame.columns if c not in COLUMNS]
-    frame = frame[COLUMNS + extra]
-    return frame.astype({"epochs": "Int64"})
-
-
-def report(frame: pd.DataFrame, rows, data: Dataset, args, run: RunInfo, argv) -> dict:
-    """Print the markdown table and write it, the CSV and the JSON; return the JSON's content."""
-    out = Path(args.output_dir)
-    stem = f"compare_pca_{data.name}"
-    table_columns = [
-        c for c in frame.columns if c not in ("dataset", "settings", "n_train", "n_test")
-    ]
+def make_report(data: Dataset, args, run: RunInfo, n_runs: int, argv) -> Report:
     title = f"Autoencoders vs PCA on {data.describe()}"
     if run.banner:
         title = f"{run.banner} (not the full benchmark) — autoencoders vs PCA on {data.describe()}"
     settings = "; ".join(f"{m}: {settings_of(m)}" for m in args.methods if m != "pca")
+    training = "the estimators' default training"
+    if args.max_iter is not None:
+        training = f"max_iter={args.max_iter}"
     quick_note = (
-        f"Quick run: {run.n_train:,} of {run.available[0]:,} training images, the estimators' "
-        "default training; run without --quick for the full benchmark."
+        f"Quick run: {run.n_train:,} of {run.available[0]:,} training images, {training}; run "
+        "without --quick for the full benchmark."
     )
-    text = "\n\n".join([
-        f"## {title}",
-        markdown_table(frame[table_columns], TABLE_FORMATS),
+    notes = [
         *([quick_note] if run.kind == "quick" else []),
         *([f"Settings: {settings}"] if settings else []),
         f"Machine: {describe_machine(run.machine)}",
-    ])  # fmt: skip
-    print(text)
-    write_text(out / f"{stem}.md", text + "\n")
-    write_csv(out / f"{stem}.csv", frame)
-    payload = {
+    ]
+    meta = {
         "title": title,
         "run": run.kind,
         "dataset": data.name,
@@ -493,10 +451,12 @@ def report(frame: pd.DataFrame, rows, data: Dataset, args, run: RunInfo, argv) -
         "settings": vars(args),
         "variants": {m: settings_of(m) for m in METHODS},
         "machine": run.machine,
-        "results": rows,
     }
-    write_json(out / f"{stem}.json", payload)
-    return payload
+    return Report(
+        args.output_dir, f"compare_pca_{data.name}", title=title, meta=meta, notes=notes,
+        columns=COLUMNS, formats=TABLE_FORMATS, expected=n_runs,
+        table=lambda frame: frame.drop(columns=[c for c in HIDDEN if c in frame]),
+    )  # fmt: skip
 
 
 # -- figures -------------------------------------------------------------------------------------
@@ -518,49 +478,29 @@ def save_figures(figures: dict, out: Path, dataset: str) -> None:
 
 
 def plot_accuracy(frame: pd.DataFrame, run: RunInfo, classifiers):
-    from matplotlib.ticker import PercentFormatter
-
-    fig, axes = new_figure(len(classifiers))
-    for ax, name in zip(axes, classifiers, strict=True):
-        kind = plot_by_size(ax, frame, f"test_accuracy_{name}", COLORS, fmt=lambda v: f"{v:.1%}")
-        # The whole 0-100% range: differences of a point or two look like what they are.
-        start_at_zero(ax, 1.0, headroom=0.08 if kind == "bars" else 0.0)
-        ax.set_yticks(np.linspace(0, 1, 6))
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        mark_level(ax, 1 / run.n_classes, f"chance {1 / run.n_classes:.0%}")
-        ax.set_title(CLASSIFIER_NAMES[name], fontsize=10)
-    axes[0].set_ylabel("test accuracy")
-    if kind == "lines":
-        legend_outside(fig, axes[0])
-    title_and_caption(
-        fig, run.title("test accuracy of classifiers trained on the codes"), run.caption(frame)
-    )
-    return fig
+    panels = {f"test_accuracy_{name}": CLASSIFIER_NAMES[name] for name in classifiers}
+    return versus_reference_figure(
+        frame, panels, "pca", COLORS, measure="test accuracy", unit="percentage points",
+        scale=100, reference_format="{:.1%}".format,
+        title=run.title("test accuracy of classifiers trained on the codes, against PCA's"),
+        caption=f"Chance: {1 / run.n_classes:.0%}. {run.caption(frame)}",
+    )  # fmt: skip
 
 
 def plot_error(frame: pd.DataFrame, run: RunInfo):
-    fig, (ax,) = new_figure()
-    kind = plot_by_size(ax, frame, "test_sse_per_image", COLORS, fmt=lambda v: f"{v:.2f}")
-    start_at_zero(ax, frame["test_sse_per_image"].max(), headroom=0.12)
     n_pixels = run.image_shape[0] * run.image_shape[1]
-    ax.set_ylabel(f"test SSE per image\n(sum over {n_pixels} pixels in [0, 1]; lower is better)")
-    if kind == "lines":
-        legend_outside(fig, ax)
-    title_and_caption(fig, run.title("test reconstruction error"), run.caption(frame))
-    return fig
+    return by_size_figure(
+        frame, "test_sse_per_image", COLORS, fmt="{:.2f}".format,
+        ylabel=f"test SSE per image\n(sum over {n_pixels} pixels in [0, 1]; lower is better)",
+        title=run.title("test reconstruction error"), caption=run.caption(frame),
+    )  # fmt: skip
 
 
 def plot_fit_time(frame: pd.DataFrame, run: RunInfo):
-    fig, (ax,) = new_figure()
-    kind = plot_by_size(ax, frame, "fit_time_s", COLORS, fmt=seconds)
-    start_at_zero(ax, frame["fit_time_s"].max(), headroom=0.12)
-    ax.set_ylabel("fit time (s, wall clock)")
-    if kind == "lines":
-        legend_outside(fig, ax)
-    title_and_caption(
-        fig, run.title(f"time to fit on {run.n_train:,} training images"), run.caption(frame)
-    )
-    return fig
+    return fit_time_figure(
+        frame, COLORS, repeats=PCA_REPEATS, caption=run.caption(frame),
+        title=run.title(f"time to fit on {run.n_train:,} training images"),
+    )  # fmt: skip
 
 
 def plot_gallery(gallery: dict, frame: pd.DataFrame, run: RunInfo):
@@ -613,17 +553,18 @@ def benchmark(argv=None) -> Outcome:
     args = parse_args(argv)
     data, available = prepare_data(args)  # first, so a fallback notice is the first line
     sizes = usable_sizes(args.n_components, data)
-    estimate = expected_duration(args, len(data.X_train), sizes)
-    print(f"{estimate}.", flush=True)
+    print(f"{expected_duration(args, len(data.X_train), sizes)}.", flush=True)
     with limit_threads(args.threads):
-        machine = machine_info(args.device)
-        rows, gallery = run_all(data, args, sizes)
-    run = run_info(args, data, available, machine)
-    frame = results_frame(rows)
-    payload = report(frame, rows, data, args, run, argv)
-    figures = make_figures(frame, gallery, run, args.classifiers)
+        run = run_info(args, data, available, machine_info(args.device))
+        report = make_report(data, args, run, len(args.methods) * len(sizes), argv)
+        print(f"Results, rewritten after each run: {', '.join(map(str, report.paths))}")
+        with report.stopping_on_interrupt():
+            gallery = run_all(data, args, sizes, report)
+    report.finish()
+    figures = make_figures(report.frame, gallery, run, args.classifiers)
     save_figures(figures, args.output_dir, data.name)
-    return Outcome(frame, payload, figures)
+    payload = {**report.meta, "complete": True, "results": report.rows}
+    return Outcome(report.frame, payload, figures)
 
 
 def main(argv=None) -> int:

@@ -23,16 +23,16 @@ data home):
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
-from _common import (
+from _harness import (
     Dataset,
     add_common_arguments,
     announce_fallback,
+    benchmark_parser,
     comma_list,
     command_line,
     describe_machine,
@@ -58,11 +58,9 @@ from skae import AutoEncoderTransformer
 NOISE_TYPES = {"none": None, "masking": "masking", "gaussian": "gaussian"}
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_common_arguments(parser, default_output="benchmark_results")
+def parse_args(argv=None):
+    parser = benchmark_parser(__doc__)
+    add_common_arguments(parser)
     parser.add_argument(
         "--n-samples",
         type=positive_int,

@@ -40,7 +40,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _common import (
+from _harness import (
     PeakMemory,
     anonymous_mb,
     comma_list,
@@ -278,7 +278,9 @@ def measure_grid(args):
 # -- report ------------------------------------------------------------------------------------
 
 
-def report(results, args, machine, argv):
+def report(results, args, machine, argv, *, final=True):
+    """Write the markdown and JSON (after every part, so a stopped run keeps the parts it
+    finished); print the markdown at the end."""
     import pandas as pd
 
     sections = [f"## Scaling out (machine: {describe_machine(machine)})"]
@@ -317,8 +319,13 @@ def report(results, args, machine, argv):
             f"{grid['serial_s']:.1f} s with n_jobs=1, {grid['dask_2_workers_s']:.1f} s on 2 "
             f"dask workers ({grid['speed_up']:.2f}x)."
         )
+    if not final:
+        sections.insert(
+            1, f"**Incomplete run: parts {', '.join(results)} of {', '.join(args.parts)}.**"
+        )
     text = "\n\n".join(sections)
-    print(text)
+    if final:
+        print(text)
     out = Path(args.output_dir)
     write_text(out / "scale_out.md", text + "\n")
     write_json(
@@ -326,6 +333,7 @@ def report(results, args, machine, argv):
         {
             "command": command_line("benchmarks/scale_out.py", argv),
             "machine": machine,
+            "complete": final,
             "results": results,
         },  # fmt: skip
     )
@@ -343,22 +351,23 @@ def main(argv=None):
     images = mnist(args.data_home).X_train
     work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix="skae_scale_out_"))
     work_dir.mkdir(parents=True, exist_ok=True)
-    results = {}
+    results, machine = {}, machine_info("cpu")
+    measures = {
+        "memory": lambda: measure_memory(args, work_dir, images),
+        "epoch": lambda: measure_epochs(args, work_dir, images),
+        "ddp": lambda: measure_ddp(args),
+        "grid": lambda: measure_grid(args),
+    }
     try:
         if "memory" in args.parts or "epoch" in args.parts:
             write_memmap(work_dir / f"mnist_{MNIST_ROWS}.npy", images, MNIST_ROWS)
-        if "memory" in args.parts:
-            results["memory"] = measure_memory(args, work_dir, images)
-        if "epoch" in args.parts:
-            results["epoch"] = measure_epochs(args, work_dir, images)
-        if "ddp" in args.parts:
-            results["ddp"] = measure_ddp(args)
-        if "grid" in args.parts:
-            results["grid"] = measure_grid(args)
+        for part in (p for p in PARTS if p in args.parts):
+            results[part] = measures[part]()
+            report(results, args, machine, argv, final=False)
     finally:
         if args.work_dir is None:
             shutil.rmtree(work_dir, ignore_errors=True)
-    report(results, args, machine_info("cpu"), argv)
+    report(results, args, machine, argv)
     return 0
 
 

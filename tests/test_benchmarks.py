@@ -1,4 +1,5 @@
-"""Smoke tests of the benchmark scripts: scikit-learn's digits, tiny settings, no network.
+"""Tests of the benchmark scripts and their harness: scikit-learn's digits, tiny settings, no
+network. Runs are real (no mocks): killed and interrupted runs are killed and interrupted.
 
 Nothing here reads the real MNIST files: the data home is always an explicit empty folder.
 """
@@ -8,10 +9,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
+import signal
 import statistics
+import subprocess
+import sys
+import threading
+import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -33,7 +41,7 @@ def scripts():
         mp.syspath_prepend(str(BENCHMARKS))
         names = ("compare_pca", "grid_search", "bench_speed", "bench_variants")
         modules = {name: _load(name) for name in names}
-        yield {"_common": importlib.import_module("_common"), **modules}
+        yield {"_harness": importlib.import_module("_harness"), **modules}
 
 
 @pytest.fixture
@@ -91,7 +99,11 @@ def _figure_text(fig):
 
 def _data_lines(ax):
     """The lines that join measurements (not horizontal reference lines such as chance)."""
-    return [line for line in ax.get_lines() if len(set(line.get_ydata())) > 1]
+    return [
+        line
+        for line in ax.get_lines()
+        if len(set(line.get_ydata())) > 1 and line.get_linestyle() != "None"  # not whisker caps
+    ]
 
 
 def test_compare_pca_on_digits(scripts, tmp_path, capsys):
@@ -99,10 +111,14 @@ def test_compare_pca_on_digits(scripts, tmp_path, capsys):
     argv = ["--dataset", "digits", *DIGITS_RUN, "--output-dir", str(out)]
     assert scripts["compare_pca"].main(argv) == 0
 
-    stdout = capsys.readouterr().out
-    # The expected duration comes first, then the table.
+    captured = capsys.readouterr()
+    stdout = captured.out
+    # The expected duration comes first, then where the results go, then the table.
     assert "minute" in stdout.splitlines()[0]
+    assert "rewritten after each run" in stdout.splitlines()[1]
     assert "\n## Autoencoders vs PCA on digits" in stdout
+    # Progress: a bar over the runs and one per fit's epochs, on stderr.
+    assert "digits:" in captured.err and "ae n_components=8:" in captured.err
     results = pd.read_csv(out / "compare_pca_digits.csv")
     assert list(zip(results["method"], results["n_components"], strict=True)) == [
         ("pca", 4), ("pca", 8), ("ae", 4), ("ae", 8),
@@ -117,20 +133,31 @@ def test_compare_pca_on_digits(scripts, tmp_path, capsys):
         64 * results["test_mse_per_pixel"].to_numpy()
     )
     assert (results["fit_time_s"] > 0).all() and (results["transform_time_train_test_s"] > 0).all()
+    # Every fit time comes with its spread, which holds it.
+    assert (results["fit_time_low_s"] <= results["fit_time_s"]).all()
+    assert (results["fit_time_s"] <= results["fit_time_high_s"]).all()
     pca = results[results["method"] == "pca"].set_index("n_components")["test_sse_per_image"]
     assert pca[8] < pca[4]
     assert results.loc[results["method"] == "ae", "epochs"].tolist() == [2, 2]
     assert results.loc[results["method"] == "pca", "epochs"].isna().all()
+    assert results.loc[results["method"] == "ae", "fit_threads"].tolist() == [1, 1]
     for method in ("pca", "ae"):
         assert f"| {method} " in stdout
 
     report = json.loads((out / "compare_pca_digits.json").read_text())
     assert report["dataset"] == "digits" and report["fallback"] is None
     assert report["run"] == "full" and (report["n_train"], report["n_test"]) == (1347, 450)
+    assert report["complete"] and report["rows_done"] == report["rows_expected"] == 4
     assert report["command"].startswith("python benchmarks/compare_pca.py --dataset digits")
     assert {"cpu", "torch_threads", "device", "date", "gpu"} <= set(report["machine"])
     assert report["machine"]["device"] == "cpu"
     assert len(report["results"]) == 4
+    # The JSON keeps each epoch's time; they add up to (nearly) the whole fit.
+    for row in report["results"]:
+        assert len(row["epoch_times_s"]) == (row["epochs"] or 0)
+        if row["epochs"]:
+            assert 0 < sum(row["epoch_times_s"]) <= row["fit_time_s"]
+    assert "Incomplete" not in (out / "compare_pca_digits.md").read_text()
     for name in ("reconstructions", "accuracy", "reconstruction_error", "fit_time"):
         _assert_png(out / f"{name}_digits.png")
     _assert_no_temporaries(out)
@@ -144,23 +171,54 @@ def test_compare_pca_figures_are_honest_and_say_their_settings(scripts, tmp_path
 
     figures = outcome.figures
     assert {"accuracy", "reconstruction_error", "fit_time", "reconstructions"} <= set(figures)
-    _assert_png(tmp_path / "fit_time_digits.png")
+    for name in figures:
+        _assert_png(tmp_path / f"{name}_digits.png")
     frame = outcome.frame
     n_sizes = frame["n_components"].nunique()
-    for name in ("accuracy", "reconstruction_error", "fit_time"):
-        for ax in figures[name].axes:
-            if n_sizes == 1:
-                # One bar per method, no line suggesting an order between methods.
-                assert len(ax.patches) == 2 and not _data_lines(ax), name
-            else:
-                lines = _data_lines(ax)
-                assert len(lines) == 2 and all(len(line.get_xdata()) == 2 for line in lines)
-            # Heights compare as ratios only on an axis that starts at zero.
-            assert ax.get_ylim()[0] == 0, name
-    for ax in figures["accuracy"].axes:
-        assert ax.get_ylim()[1] >= 1  # the whole 0-100% range
+    for name in ("reconstruction_error", "fit_time"):
+        (ax,) = figures[name].axes
+        if n_sizes == 1:
+            # One bar per method, no line suggesting an order between methods.
+            assert len(ax.patches) == 2 and not _data_lines(ax), name
+        else:
+            lines = _data_lines(ax)
+            assert len(lines) == 2 and all(len(line.get_xdata()) == 2 for line in lines)
+        # Heights compare as ratios only on an axis that starts at zero.
+        assert ax.get_ylim()[0] == 0, name
+
+    # Accuracy: the autoencoder's minus PCA's at the same size, in points; PCA is the 0 line.
+    for ax, name in zip(figures["accuracy"].axes, ("logreg", "knn"), strict=True):
+        by_size = frame.pivot(
+            index="n_components", columns="method", values=f"test_accuracy_{name}"
+        )
+        expected = ((by_size["ae"] - by_size["pca"]) * 100).tolist()
+        if n_sizes == 1:
+            assert [bar.get_height() for bar in ax.patches] == pytest.approx(expected)
+            assert [t.get_text() for t in ax.get_xticklabels()] == ["ae"]
+            assert f"pca: {by_size['pca'].iloc[0]:.1%}" in ax.get_title()
+        else:
+            (line,) = _data_lines(ax)
+            assert list(line.get_ydata()) == pytest.approx(expected)
+            ticks = [t.get_text() for t in ax.get_xticklabels()]
+            assert ticks == [f"{k}\npca {by_size.loc[k, 'pca']:.1%}" for k in (4, 8)]
+        low, high = ax.get_ylim()
+        assert low <= min(0, *expected) and high >= max(0, *expected)
+        assert any(list(line.get_ydata()) == [0, 0] for line in ax.get_lines())  # PCA's level
+    assert "percentage points" in figures["accuracy"].axes[0].get_ylabel()
+
+    # Fit time: whiskers from each fit's spread, and a caption that says what they are.
+    (ax,) = figures["fit_time"].axes
+    whiskers = [c for c in ax.containers if hasattr(c, "has_yerr") and c.has_yerr]
+    spans = sorted(
+        (float(min(seg[:, 1])), float(max(seg[:, 1])))
+        for c in whiskers
+        for seg in c.lines[2][0].get_segments()
+    )
+    expected = sorted(zip(frame["fit_time_low_s"], frame["fit_time_high_s"], strict=True))
+    assert np.array(spans) == pytest.approx(np.array(expected))
+    assert "Whiskers: the machine's noise" in _figure_text(figures["fit_time"])
     if n_sizes == 1:
-        fit_times = [bar.get_height() for bar in figures["fit_time"].axes[0].patches]
+        fit_times = [bar.get_height() for bar in ax.patches]
         assert fit_times == pytest.approx(frame["fit_time_s"].tolist())
     for name, fig in figures.items():
         text = _figure_text(fig)
@@ -175,17 +233,21 @@ def test_compare_pca_figures_are_honest_and_say_their_settings(scripts, tmp_path
 
 def test_compare_pca_keeps_a_colour_per_method(scripts, tmp_path):
     outcome = scripts["compare_pca"].benchmark(
-        ["--dataset", "digits", *DIGITS_RUN, "--n-components", "8", "--methods", "ae,pca"]
+        ["--dataset", "digits", *DIGITS_RUN, "--n-components", "8", "--methods", "ae"]
         + ["--output-dir", str(tmp_path)]
     )
     from matplotlib.colors import to_hex
 
-    for name in ("accuracy", "reconstruction_error", "fit_time"):
+    # PCA runs, as the reference, though --methods did not list it.
+    assert outcome.frame["method"].tolist() == ["pca", "ae"]
+    for name in ("reconstruction_error", "fit_time"):
         ax = outcome.figures[name].axes[0]
         labels = [tick.get_text() for tick in ax.get_xticklabels()]
         colors = [to_hex(bar.get_facecolor()) for bar in ax.patches]
         # The same order and colours as in a run listing the methods the other way round.
         assert labels == ["pca", "ae"] and colors == [to_hex("C0"), to_hex("C1")], name
+    for ax in outcome.figures["accuracy"].axes:
+        assert [to_hex(bar.get_facecolor()) for bar in ax.patches] == [to_hex("C1")]
 
 
 def test_compare_pca_quick_run_says_so_everywhere(scripts, tmp_path, capsys):
@@ -252,11 +314,15 @@ def test_compare_pca_quick_defaults_yield_to_explicit_options(scripts):
     # A representative subset: all test images, the estimators' own training budget.
     assert (quick.n_train, quick.n_test, quick.n_components) == (10_000, None, [64])
     assert (quick.methods, quick.max_iter, quick.threads) == (["pca", "ae", "vae"], None, 2)
+    assert quick.quiet is False  # progress bars unless asked not to
     mixed = compare.parse_args(
         ["--quick", "--n-components", "32", "--methods", "pca,sparse", "--threads", "1"]
         + ["--max-iter", "3"]
     )
     assert (mixed.n_components, mixed.methods, mixed.threads) == ([32], ["pca", "sparse"], 1)
+    # PCA is the reference: it runs, first, whether listed or not.
+    assert compare.parse_args(["--methods", "vae,pca,ae"]).methods == ["pca", "vae", "ae"]
+    assert compare.parse_args(["--methods", "ae"]).methods == ["pca", "ae"]
     assert (mixed.max_iter, mixed.n_train) == (3, 10_000)
     full = compare.parse_args([])
     assert (full.n_train, full.max_iter, full.n_components) == (None, None, [16, 32, 64])
@@ -271,15 +337,15 @@ def test_limit_threads_restores_the_defaults(scripts):
         return [pool["num_threads"] for pool in threadpool_info()]
 
     before = (torch.get_num_threads(), pools())
-    with scripts["_common"].limit_threads(1):
+    with scripts["_harness"].limit_threads(1):
         assert torch.get_num_threads() == 1
         assert set(pools()) <= {1}
     assert (torch.get_num_threads(), pools()) == before
 
 
 def test_compare_pca_keeps_only_code_sizes_that_compress(scripts, capsys):
-    compare, common = scripts["compare_pca"], scripts["_common"]
-    digits = common.load_digits_split(0)  # 64 features
+    compare, common = scripts["compare_pca"], scripts["_harness"]
+    digits = common.digits_images(0)  # 64 features
     assert compare.usable_sizes([16, 32, 64, 128], digits) == [16, 32]
     assert "Skipping n_components [64, 128]" in capsys.readouterr().out
     # The quick run's 64 components on digits standing in for MNIST: a quarter of the features.
@@ -291,6 +357,70 @@ def test_compare_pca_rejects_unknown_method(scripts, capsys):
     with pytest.raises(SystemExit):
         scripts["compare_pca"].parse_args(["--methods", "pca,ica"])
     assert "ica" in capsys.readouterr().err
+
+
+# -- runs that stop: every finished row is on disk -----------------------------------------------
+
+# PCA, then an autoencoder that would train for minutes: the run is stopped during its fit.
+ENDLESS = ["--dataset", "digits", "--n-components", "8", "--methods", "pca,ae"]
+ENDLESS += ["--max-iter", "100000", "--device", "cpu", "--threads", "1"]
+
+
+def _wait_for_rows(path, n_rows, timeout=60.0):
+    """Wait until the CSV at ``path`` holds n_rows rows (it is replaced whole, atomically)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and len(pd.read_csv(path)) >= n_rows:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{path} never held {n_rows} rows")
+
+
+def _assert_kept_pca_row_only(out):
+    results = pd.read_csv(out / "compare_pca_digits.csv")
+    assert results["method"].tolist() == ["pca"] and results["test_sse_per_image"].gt(0).all()
+    report = json.loads((out / "compare_pca_digits.json").read_text())
+    assert not report["complete"] and report["rows_done"] == 1 and report["rows_expected"] == 2
+    assert [row["method"] for row in report["results"]] == ["pca"]
+    assert "Incomplete run: 1 of 2 runs finished" in (out / "compare_pca_digits.md").read_text()
+    _assert_no_temporaries(out)
+
+
+def test_compare_pca_killed_during_a_fit_keeps_the_finished_rows(tmp_path):
+    out = tmp_path / "results"
+    command = [sys.executable, str(BENCHMARKS / "compare_pca.py"), *ENDLESS, "--quiet"]
+    process = subprocess.Popen(
+        [*command, "--output-dir", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        _wait_for_rows(out / "compare_pca_digits.csv", 1)
+        time.sleep(0.3)  # well into the autoencoder's fit
+    finally:
+        process.kill()  # SIGKILL: nothing runs after it
+        _, stderr = process.communicate()
+    assert process.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
+    _assert_kept_pca_row_only(out)
+
+
+def test_ctrl_c_during_a_fit_stops_the_run_and_keeps_the_finished_rows(scripts, tmp_path, capsys):
+    out = tmp_path / "results"
+
+    def press_ctrl_c():
+        _wait_for_rows(out / "compare_pca_digits.csv", 1)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)  # the main thread gets a KeyboardInterrupt
+
+    presser = threading.Thread(target=press_ctrl_c, daemon=True)
+    presser.start()
+    # skae's fit turns Ctrl-C into an early return with a warning; the run stops all the same,
+    # and the half-trained model does not become a row.
+    with pytest.raises(SystemExit) as stopped:
+        scripts["compare_pca"].main([*ENDLESS, "--output-dir", str(out)])
+    presser.join()
+    assert stopped.value.code == 130
+    assert "Interrupted after 1 finished runs; kept: " in capsys.readouterr().err
+    _assert_kept_pca_row_only(out)
+    assert not list(out.glob("*.png"))  # figures come at the end of a complete run
 
 
 # -- grid_search ---------------------------------------------------------------------------------
@@ -344,15 +474,87 @@ def test_grid_search_falls_back_to_digits(scripts, tmp_path, no_mnist, capsys):
 
 def test_markdown_table_aligns_numbers_and_blanks_missing(scripts):
     frame = pd.DataFrame({"method": ["pca", "ae"], "score": [0.5, math.nan], "k": [4, 16]})
-    lines = scripts["_common"].markdown_table(frame, {"score": ".2f"}).splitlines()
+    lines = scripts["_harness"].markdown_table(frame, {"score": ".2f"}).splitlines()
     assert lines[0] == "| method | score |  k |"
     assert lines[1] == "| ------ | ----: | -: |"
     assert lines[2] == "| pca    |  0.50 |  4 |"
     assert lines[3] == "| ae     |       | 16 |"
 
 
+def test_report_rewrites_every_output_after_each_row(scripts, tmp_path, capsys):
+    harness = scripts["_harness"]
+    report = harness.Report(
+        tmp_path, "bench", title="A benchmark", meta={"command": "python x.py"},
+        notes=lambda: [f"{len(report.rows)} so far"], columns=["method"], expected=2,
+    )  # fmt: skip
+    report.add({"k": 4, "method": "pca", "epochs": None, "times": []})
+    frame = pd.read_csv(tmp_path / "bench.csv")
+    assert list(frame.columns) == ["method", "k", "epochs"]  # lists stay in the JSON only
+    assert frame["method"].tolist() == ["pca"]
+    first = json.loads((tmp_path / "bench.json").read_text())
+    assert first["command"] == "python x.py" and first["results"][0]["times"] == []
+    assert (first["complete"], first["rows_done"], first["rows_expected"]) == (False, 1, 2)
+    markdown = (tmp_path / "bench.md").read_text()
+    assert markdown.startswith("## A benchmark\n\n**Incomplete run: 1 of 2 runs finished.**")
+    assert "1 so far" in markdown
+
+    report.add({"k": 4, "method": "ae", "epochs": 3, "times": [0.1, 0.1, 0.1]})
+    assert report.frame["epochs"].dtype == "Int64"  # whole numbers, with PCA's gap
+    assert pd.read_csv(tmp_path / "bench.csv")["method"].tolist() == ["pca", "ae"]
+    assert report.finish() in capsys.readouterr().out
+    done = json.loads((tmp_path / "bench.json").read_text())
+    assert done["complete"] and done["rows_done"] == 2
+    assert "Incomplete" not in (tmp_path / "bench.md").read_text()
+    assert "2 so far" in (tmp_path / "bench.md").read_text()
+    _assert_no_temporaries(tmp_path)
+
+
+def test_report_with_a_summary_writes_it_beside_the_rows(scripts, tmp_path):
+    def mean_by_method(frame):
+        return frame.groupby("method", as_index=False)["error"].mean()
+
+    report = scripts["_harness"].Report(
+        tmp_path, "bench", title="t", summarise=mean_by_method, rows_key="runs"
+    )
+    for seed, error in enumerate([1.0, 3.0]):
+        report.add({"method": "ae", "seed": seed, "error": error})
+    assert pd.read_csv(tmp_path / "bench.csv").to_dict("records") == [
+        {"method": "ae", "error": 2.0}
+    ]
+    assert len(pd.read_csv(tmp_path / "bench_runs.csv")) == 2
+    payload = json.loads((tmp_path / "bench.json").read_text())
+    assert payload["summary"] == [{"method": "ae", "error": 2.0}] and len(payload["runs"]) == 2
+
+
+def test_timed_fit_times_each_epoch_and_shows_progress(scripts, capsys):
+    import torch
+    from sklearn.decomposition import PCA
+    from sklearn.exceptions import ConvergenceWarning
+
+    from skae import AutoEncoderTransformer
+
+    harness = scripts["_harness"]
+    X = harness.digits_images(0).X_train
+    ae = AutoEncoderTransformer(n_components=4, max_iter=3, random_state=0)
+    with pytest.warns(ConvergenceWarning):  # counted, and passed on
+        fit = harness.timed_fit(ae, X, label="tiny ae")
+    assert len(fit.epoch_seconds) == ae.n_iter_ == 3
+    assert 0 < sum(fit.epoch_seconds) <= fit.seconds
+    assert fit.low <= fit.seconds <= fit.high
+    assert fit.threads == torch.get_num_threads() and len(fit.convergence_warnings) == 1
+    assert "tiny ae" in capsys.readouterr().err  # the epoch bar, on stderr
+    columns = fit.columns()
+    assert columns["epoch_time_median_s"] == pytest.approx(statistics.median(fit.epoch_seconds))
+
+    # Without epochs: the spread of repeated fits, and no bar.
+    pca = harness.timed_fit(PCA(4), X, repeats=3, progress=False)
+    assert pca.epoch_seconds == [] and pca.threads is None
+    assert pca.low <= pca.seconds <= pca.high
+    assert capsys.readouterr().err == ""
+
+
 def test_atomic_save_leaves_nothing_behind_on_failure(scripts, tmp_path):
-    common = scripts["_common"]
+    common = scripts["_harness"]
     target = tmp_path / "out" / "table.csv"
     common.write_text(target, "old\n")
 
@@ -369,12 +571,12 @@ def test_atomic_save_leaves_nothing_behind_on_failure(scripts, tmp_path):
 def test_comma_list_parses_and_validates(scripts):
     import argparse
 
-    parse = scripts["_common"].comma_list(int)
+    parse = scripts["_harness"].comma_list(int)
     assert parse("16, 32,64") == [16, 32, 64]
     with pytest.raises(argparse.ArgumentTypeError):
         parse("16,x")
     with pytest.raises(argparse.ArgumentTypeError):
-        scripts["_common"].comma_list(str, ("pca", "ae"))("pca,ica")
+        scripts["_harness"].comma_list(str, ("pca", "ae"))("pca,ica")
 
 
 # -- bench_speed ---------------------------------------------------------------------------------

@@ -1,10 +1,16 @@
-"""Smoke tests of benchmarks/compare_datasets.py: tiny settings, no network, seconds."""
+"""Tests of benchmarks/compare_datasets.py and the small data sets of benchmarks/_harness: tiny
+settings, no network, seconds."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
+import os
+import signal
 import sys
+import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -22,7 +28,7 @@ TINY += ["--device", "cpu"]
 
 @pytest.fixture(scope="module")
 def script():
-    # The script imports _common from its own folder, as `python benchmarks/...py` does.
+    # The script imports _harness from its own folder, as `python benchmarks/...py` does.
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(BENCHMARKS))
         path = BENCHMARKS / "compare_datasets.py"
@@ -32,6 +38,11 @@ def script():
         mp.setitem(sys.modules, spec.name, module)
         spec.loader.exec_module(module)
         yield module
+
+
+@pytest.fixture(scope="module")
+def harness(script):
+    return importlib.import_module("_harness")
 
 
 @pytest.fixture
@@ -98,11 +109,13 @@ def test_runs_digits_and_swiss_roll(script, tmp_path, capsys):
     assert report["datasets"]["digits"]["threads"] == 1
     assert report["skipped"] == []
     assert len(report["summary"]) == len(summary) and len(report["runs"]) == len(runs)
+    assert report["complete"] and report["rows_done"] == len(runs)
+    assert "Incomplete" not in table
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporaries
 
 
-def test_swiss_roll_is_a_2d_manifold_in_50_dimensions(script):
-    X, t = script.swiss_roll()
+def test_swiss_roll_is_a_2d_manifold_in_50_dimensions(harness):
+    X, t = harness.swiss_roll()
     assert X.shape == (3000, 50) and X.dtype == np.float32
     # Linearly the roll spans 3 dimensions of the 50 ...
     singular = np.linalg.svd(X - X.mean(axis=0), compute_uv=False)
@@ -115,14 +128,14 @@ def test_swiss_roll_is_a_2d_manifold_in_50_dimensions(script):
     d3 = np.linalg.norm(X3[pairs[:, 0]] - X3[pairs[:, 1]], axis=1)
     assert np.allclose(d50, d3, rtol=1e-4, atol=1e-4)
 
-    data = script.load_swiss_roll_data()
+    data = harness.load_table("swiss_roll")
     # Quartiles of the roll coordinate: four classes of (about) equal size.
     assert np.bincount(np.concatenate([data.y_train, data.y_test])).tolist() == [750] * 4
 
 
 @pytest.mark.parametrize("name", ["digits", "breast_cancer", "swiss_roll"])
-def test_held_out_rows_are_not_training_rows(script, name):
-    data = script.load_split(name)
+def test_held_out_rows_are_not_training_rows(harness, name):
+    data = harness.load_table(name)
     n = len(data.train_index) + len(data.test_index)
     assert len(data.X_test) == pytest.approx(0.3 * n, abs=1)
     assert np.intersect1d(data.train_index, data.test_index).size == 0
@@ -132,8 +145,8 @@ def test_held_out_rows_are_not_training_rows(script, name):
     assert data.X_train.dtype == np.float32
 
 
-def test_breast_cancer_is_standardised_on_the_training_split(script):
-    data = script.load_split("breast_cancer")
+def test_breast_cancer_is_standardised_on_the_training_split(harness):
+    data = harness.load_table("breast_cancer")
     assert data.n_features == 30
     assert np.allclose(data.X_train.mean(axis=0), 0, atol=1e-5)
     assert np.allclose(data.X_train.std(axis=0), 1, atol=1e-4)
@@ -174,7 +187,7 @@ def test_reports_the_budget_the_estimators_chose(script, monkeypatch):
 
     monkeypatch.setitem(script.ESTIMATORS, "vae", Budgeted)
     args = script.parse_args(["--max-iter", "2", "--device", "cpu"])
-    data = script.load_split("swiss_roll")
+    data = script.load("swiss_roll")
     with pytest.warns(ConvergenceWarning):
         row = script.run_one("vae", 2, 0, data, args)
     assert (row["batch_size_"], row["max_iter_"], row["hidden_layer_sizes_"]) == (32, 2, "(16, 8)")
@@ -197,5 +210,34 @@ def test_dataset_shorthands_and_code_size_override(script):
     with pytest.raises(SystemExit):
         script.parse_args(["--methods", "pca,sparse"])
     # A code size larger than the data allows is dropped for that data set only.
-    data = script.load_split("swiss_roll")
+    data = script.load("swiss_roll")
     assert script.usable_sizes([2, 60], data) == [2]
+
+
+def test_a_stopped_run_keeps_every_finished_fit(script, tmp_path, capsys):
+    out = tmp_path / "results"
+    argv = ["--datasets", "swiss_roll", "--seeds", "1", "--methods", "pca,ae", "--quiet"]
+    argv += ["--max-iter", "100000", "--device", "cpu", "--output-dir", str(out)]
+
+    def press_ctrl_c():  # once PCA's row is on disk, during the autoencoder's long fit
+        deadline = time.monotonic() + 60
+        while not (out / "compare_datasets_runs.csv").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=press_ctrl_c, daemon=True)
+    presser.start()
+    with pytest.raises(SystemExit) as stopped:
+        script.main(argv)
+    presser.join()
+    assert stopped.value.code == 130
+    assert "Interrupted after 1 finished runs" in capsys.readouterr().err
+    runs = pd.read_csv(out / "compare_datasets_runs.csv")
+    assert runs["method"].tolist() == ["pca"] and runs["mse_ratio_to_pca"].tolist() == [1.0]
+    assert pd.read_csv(out / "compare_datasets.csv")["method"].tolist() == ["pca"]
+    report = json.loads((out / "compare_datasets.json").read_text())
+    assert not report["complete"] and report["rows_done"] == 1
+    assert list(report["datasets"]) == []  # the data set did not finish
+    assert "Incomplete run: 1 runs finished" in (out / "compare_datasets.md").read_text()
+    assert not (out / "compare_datasets.png").exists()
