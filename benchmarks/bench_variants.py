@@ -33,8 +33,6 @@ the data home being --data-home, else $SKAE_DATA, else scikit-learn's data home)
 """
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
@@ -42,7 +40,13 @@ import warnings
 
 import numpy as np
 import torch
-from _harness import add_data_arguments, announce_fallback, load_dataset
+from _harness import (
+    add_data_arguments,
+    announce_fallback,
+    describe_machine,
+    load_dataset,
+    machine_info,
+)
 
 from skae import AutoEncoderTransformer, VariationalAutoEncoderTransformer
 
@@ -256,9 +260,7 @@ def main(argv=None):
         f"{X_train.shape[1]}-{hidden}-{args.n_components}; fit: {plain.max_iter_} epochs of "
         f"batch {plain.batch_size_}, learning rate {plain.learning_rate_init} "
         f"({plain.learning_rate}), seed {args.seed}; epoch times: median of "
-        f"{args.timed_epochs} (partial_fit); CPU: {os.cpu_count()} cores "
-        f"({platform.processor() or platform.machine()}), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} thread(s).\n"
+        f"{args.timed_epochs} (partial_fit); {describe_machine(machine_info('cpu'))}.\n"
     )
     print(
         "| variant | parameters | epoch time (s) | ratio to plain | effect measure | "

@@ -60,7 +60,7 @@ NOISE_TYPES = {"none": None, "masking": "masking", "gaussian": "gaussian"}
 
 def parse_args(argv=None):
     parser = benchmark_parser(__doc__)
-    add_common_arguments(parser)
+    add_common_arguments(parser, quiet=False)
     parser.add_argument(
         "--n-samples",
         type=positive_int,

@@ -48,22 +48,23 @@ def add_machine_arguments(parser, *, device="auto", threads=None, threads_help=N
     )
 
 
-def add_output_arguments(parser, *, output_dir="benchmark_results") -> None:
-    """--output-dir and --quiet (no progress bars on stderr)."""
+def add_output_arguments(parser, *, output_dir="benchmark_results", quiet=True) -> None:
+    """--output-dir and (for scripts with progress bars) --quiet."""
     parser.add_argument(
         "--output-dir", default=output_dir, help=f"where results go (default {output_dir})"
     )
-    parser.add_argument(
-        "--quiet", action="store_true", help="no progress bars (runs and epochs) on stderr"
-    )
+    if quiet:
+        parser.add_argument(
+            "--quiet", action="store_true", help="no progress bars (runs and epochs) on stderr"
+        )
 
 
-def add_common_arguments(parser, *, output_dir="benchmark_results") -> None:
+def add_common_arguments(parser, *, output_dir="benchmark_results", quiet=True) -> None:
     """Data, --seed, machine and outputs: the options of a script run on one image dataset."""
     add_data_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="seeds subsets, splits and models")
     add_machine_arguments(parser)
-    add_output_arguments(parser, output_dir=output_dir)
+    add_output_arguments(parser, output_dir=output_dir, quiet=quiet)
 
 
 def comma_list(item_type, choices=None):

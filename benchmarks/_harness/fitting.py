@@ -78,6 +78,8 @@ def timed_fit(estimator, X, y=None, *, label=None, progress=True, repeats=1) -> 
         warnings.filterwarnings("always", ".*interrupted", RuntimeWarning)
         for _ in range(repeats):
             with _epoch_clock(label, progress) as clocks:
+                if clocks is None and progress and "verbose" in estimator.get_params():
+                    estimator.set_params(verbose=1)  # no epoch times, but the bar all the same
                 start = time.perf_counter()
                 estimator.fit(X) if y is None else estimator.fit(X, y)
                 times.append(time.perf_counter() - start)
@@ -89,6 +91,7 @@ def timed_fit(estimator, X, y=None, *, label=None, progress=True, repeats=1) -> 
             messages.append(str(w.message))
         # Pass everything on, as if it had not been recorded.
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    clocks = clocks or []
     epochs = [t for clock in clocks for t in clock.epoch_seconds()]
     threads = next((clock.threads for clock in clocks if clock.threads), None)
     return Fit(statistics.median(times), *spread(times, epochs), epochs, threads, messages)
@@ -96,13 +99,14 @@ def timed_fit(estimator, X, y=None, *, label=None, progress=True, repeats=1) -> 
 
 @contextlib.contextmanager
 def _epoch_clock(label: str, show: bool):
-    """While active, skae's epoch bars are _Clock bars; yields the list of those made."""
+    """While active, skae's epoch bars are _Clock bars; yields the list of those made (None
+    where skae's loop has no bar to lend)."""
     clocks = []
     try:
         loop = importlib.import_module(_LOOP_MODULE)
         base = loop.tqdm
     except (ImportError, AttributeError):  # skae moved its loop: times without epochs
-        yield clocks
+        yield None
         return
 
     class Clock(_Clock, base):
