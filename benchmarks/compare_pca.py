@@ -18,7 +18,8 @@ Outputs, in --output-dir (the dataset's name is in every file name):
                                       machine, settings, command and each fit's epoch times)
   compare_pca_<dataset>.md            the markdown table (printed on stdout at the end)
   accuracy_<dataset>.png              test accuracy minus PCA's at the same code size, in
-                                      percentage points, one panel per classifier
+                                      percentage points, one panel per classifier; a grey band
+                                      of two binomial standard errors of PCA's accuracy
   reconstruction_error_<dataset>.png  test SSE per image, from 0
   fit_time_<dataset>.png              fit wall time per method and code size, from 0, whiskers
                                       at the pace of its 10th and 90th percentile epochs
@@ -479,9 +480,16 @@ def save_figures(figures: dict, out: Path, dataset: str) -> None:
 
 def plot_accuracy(frame: pd.DataFrame, run: RunInfo, classifiers):
     panels = {f"test_accuracy_{name}": CLASSIFIER_NAMES[name] for name in classifiers}
+
+    def noise(accuracy):
+        # Two binomial standard errors of an accuracy on n_test images, in points.
+        return 200 * math.sqrt(accuracy * (1 - accuracy) / run.n_test)
+
     return versus_reference_figure(
         frame, panels, "pca", COLORS, measure="test accuracy", unit="percentage points",
-        scale=100, reference_format="{:.1%}".format,
+        scale=100, reference_format="{:.1%}".format, noise=noise,
+        noise_note=f"Grey band: two standard errors of pca's accuracy on {run.n_test:,} test "
+        "images (binomial); a difference inside it is within the test set's sampling noise.",
         title=run.title("test accuracy of classifiers trained on the codes, against PCA's"),
         caption=f"Chance: {1 / run.n_classes:.0%}. {run.caption(frame)}",
     )  # fmt: skip

@@ -97,6 +97,12 @@ def _figure_text(fig):
     return " ".join(text.get_text() for text in fig.findobj(Text))
 
 
+def _bars(ax):
+    from matplotlib.container import BarContainer
+
+    return [bar for c in ax.containers if isinstance(c, BarContainer) for bar in c]
+
+
 def _data_lines(ax):
     """The lines that join measurements (not horizontal reference lines such as chance)."""
     return [
@@ -192,8 +198,15 @@ def test_compare_pca_figures_are_honest_and_say_their_settings(scripts, tmp_path
             index="n_components", columns="method", values=f"test_accuracy_{name}"
         )
         expected = ((by_size["ae"] - by_size["pca"]) * 100).tolist()
+        # A grey band for the test set's sampling noise: two binomial standard errors.
+        pca_accuracy = by_size["pca"].to_numpy()
+        noise = 200 * np.sqrt(pca_accuracy * (1 - pca_accuracy) / 450)
+        grey = [p for p in ax.patches if p not in _bars(ax)] + list(ax.collections)
+        (band,) = [b for b in grey if np.ravel(b.get_facecolor())[:3] == pytest.approx([0.88] * 3)]
+        extent = band.get_bbox() if n_sizes == 1 else band.get_paths()[0].get_extents()
+        assert (extent.y0, extent.y1) == pytest.approx((-noise.max(), noise.max()))
         if n_sizes == 1:
-            assert [bar.get_height() for bar in ax.patches] == pytest.approx(expected)
+            assert [bar.get_height() for bar in _bars(ax)] == pytest.approx(expected)
             assert [t.get_text() for t in ax.get_xticklabels()] == ["ae"]
             assert f"pca: {by_size['pca'].iloc[0]:.1%}" in ax.get_title()
         else:
@@ -202,9 +215,11 @@ def test_compare_pca_figures_are_honest_and_say_their_settings(scripts, tmp_path
             ticks = [t.get_text() for t in ax.get_xticklabels()]
             assert ticks == [f"{k}\npca {by_size.loc[k, 'pca']:.1%}" for k in (4, 8)]
         low, high = ax.get_ylim()
-        assert low <= min(0, *expected) and high >= max(0, *expected)
+        assert low <= min(0, *expected, *-noise) and high >= max(0, *expected, *noise)
         assert any(list(line.get_ydata()) == [0, 0] for line in ax.get_lines())  # PCA's level
     assert "percentage points" in figures["accuracy"].axes[0].get_ylabel()
+    caption = " ".join(_figure_text(figures["accuracy"]).split())  # captions are wrapped
+    assert "Grey band: two standard errors of pca's accuracy on 450 test images" in caption
 
     # Fit time: whiskers from each fit's spread, and a caption that says what they are.
     (ax,) = figures["fit_time"].axes
@@ -216,7 +231,8 @@ def test_compare_pca_figures_are_honest_and_say_their_settings(scripts, tmp_path
     )
     expected = sorted(zip(frame["fit_time_low_s"], frame["fit_time_high_s"], strict=True))
     assert np.array(spans) == pytest.approx(np.array(expected))
-    assert "Whiskers: the machine's noise" in _figure_text(figures["fit_time"])
+    caption = " ".join(_figure_text(figures["fit_time"]).split())
+    assert "Whiskers: the machine's noise, as the time the fit would have taken" in caption
     if n_sizes == 1:
         fit_times = [bar.get_height() for bar in ax.patches]
         assert fit_times == pytest.approx(frame["fit_time_s"].tolist())
@@ -247,7 +263,7 @@ def test_compare_pca_keeps_a_colour_per_method(scripts, tmp_path):
         # The same order and colours as in a run listing the methods the other way round.
         assert labels == ["pca", "ae"] and colors == [to_hex("C0"), to_hex("C1")], name
     for ax in outcome.figures["accuracy"].axes:
-        assert [to_hex(bar.get_facecolor()) for bar in ax.patches] == [to_hex("C1")]
+        assert [to_hex(bar.get_facecolor()) for bar in _bars(ax)] == [to_hex("C1")]
 
 
 def test_compare_pca_quick_run_says_so_everywhere(scripts, tmp_path, capsys):

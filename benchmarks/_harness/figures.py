@@ -93,15 +93,18 @@ def grouped_bars(ax, frame, x, y, colors, *, low=None, high=None, fmt=None, x_la
 
 
 def lines_by_size(ax, frame, y, colors, *, x="n_components", low=None, high=None):
-    """One line per method against ``x`` on a log2 axis, whiskers from ``low``/``high``."""
+    """One line per method against ``x`` on a log2 axis, whiskers from ``low``/``high``. The
+    methods are dodged sideways a little, so that equal values do not hide one another."""
     from matplotlib.ticker import NullLocator
 
     sizes = sorted(frame[x].unique())
-    for method in (m for m in colors if m in set(frame["method"])):
+    methods = [m for m in colors if m in set(frame["method"])]
+    for m, method in enumerate(methods):
         rows = frame[frame["method"] == method].sort_values(x)
+        dodge = 2 ** (0.05 * (m - (len(methods) - 1) / 2))
         ax.errorbar(
-            rows[x], rows[y], yerr=_whiskers(rows, y, low, high), marker="o", capsize=3,
-            color=colors[method], label=method,
+            rows[x] * dodge, rows[y], yerr=_whiskers(rows, y, low, high), marker="o",
+            capsize=3, color=colors[method], label=method, markersize=5,
         )  # fmt: skip
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [str(k) for k in sizes])
@@ -242,21 +245,32 @@ def fit_time_figure(frame, colors, *, title, caption, repeats=None):
 
 def versus_reference_figure(
     frame, panels, reference, colors, *, measure, unit, title, caption, scale=1.0,
-    higher_is_better=True, reference_format="{:.3g}".format,
+    higher_is_better=True, reference_format="{:.3g}".format, label_format="{:+.2f}".format,
+    noise=None, noise_note="",
 ):  # fmt: skip
     """One panel per column in ``panels`` (column -> panel title): each method's ``measure``
     minus the reference method's at the same n_components, times ``scale`` (e.g. 100: accuracy
     in percentage points). The reference is the dotted 0 line, its own values (formatted by
     ``reference_format``) in the panel title (one code size) or under each tick (several).
     Differences of a point, invisible on a whole 0-100% axis, read at a glance; bars start at
-    the reference, so their lengths stay honest."""
-    fig, axes = new_figure(len(panels), sharey=False)
+    the reference, so their lengths stay honest.
+
+    ``noise(reference_value)``, when given, is the half-width (in plotted units) of a grey band
+    around 0 whose meaning ``noise_note`` tells: differences inside it are noise, and the axis
+    always holds it, so that a difference of a few test rows never fills a panel.
+    """
+    fig, axes = new_figure(len(panels), sharey=False, height=4.6)
     for ax, (column, name) in zip(axes, panels.items(), strict=True):
         diff, ref = difference_from(frame, column, reference, scale=scale)
-        kind = plot_by_size(ax, diff, column, colors, fmt=lambda v: f"{v:+.1f}")
-        around_zero(ax, diff[column])
-        mark_level(ax, 0, reference)
         sizes = sorted(ref)
+        kind = plot_by_size(ax, diff, column, colors, fmt=label_format)
+        widths = [noise(ref[k]) for k in sizes] if noise else [0.0]
+        if noise and kind == "lines":
+            ax.fill_between(sizes, [-w for w in widths], widths, color="0.88", zorder=0, lw=0)
+        elif noise:
+            ax.axhspan(-widths[0], widths[0], color="0.88", zorder=0, lw=0)
+        around_zero(ax, [*diff[column], *widths, *(-w for w in widths)])
+        mark_level(ax, 0, reference)
         if kind == "lines":
             ticks = [f"{k}\n{reference} {reference_format(ref[k])}" for k in sizes]
             ax.set_xticks(sizes, ticks)
@@ -269,5 +283,5 @@ def versus_reference_figure(
         legend_outside(fig, axes[0])
     where = "tick labels" if kind == "lines" else "panel title"
     note = f"Dotted line: {reference} at the same code size (its own value in the {where})."
-    title_and_caption(fig, title, f"{note}\n{caption}")
+    title_and_caption(fig, title, f"{note} {noise_note}".strip() + f"\n{caption}")
     return fig
