@@ -7,15 +7,104 @@ import torch
 import torch.autograd.forward_ad as forward_ad
 import torch.nn.functional as F
 
-from ._base import BaseAutoEncoder
+from ._base import BaseAutoEncoder, CodesTransformerMixin
 from ._modules import mlp
+from ._persistence import register
 from ._training import _backprop
 from ._validation import check_float, check_option
 
 NOISE_TYPES = (None, "gaussian", "masking")
 
 
-class AutoEncoderTransformer(BaseAutoEncoder):
+class AutoEncoderModel(BaseAutoEncoder):
+    """The network and objective of ``AutoEncoderTransformer``: an MLP encoder and its mirrored
+    decoder, trained on the mean squared reconstruction error with the optional sparse,
+    denoising and contractive terms. Every estimator built on this autoencoder shares it; each
+    adds its own face (codes, outlier scores) and parameters."""
+
+    def _check_extra_params(self):
+        check_float("l1_penalty", self.l1_penalty, low=0)
+        check_option("noise_type", self.noise_type, NOISE_TYPES)
+        if self.noise_type == "masking":
+            check_float("noise_level", self.noise_level, low=0, high=1, high_open=True)
+        else:
+            check_float("noise_level", self.noise_level, low=0)
+        check_float("contractive_penalty", self.contractive_penalty, low=0)
+
+    def _build_modules(self, n_features, hidden_layer_sizes, output_activation, generator):
+        sizes = [n_features, *hidden_layer_sizes, self.n_components]
+        encoder = mlp(sizes, self.activation, generator=generator)
+        decoder = self._build_decoder(n_features, hidden_layer_sizes, output_activation, generator)
+        return {"encoder_": encoder, "decoder_": decoder}
+
+    def _warn_about_data(self, n_features):
+        regularised = (
+            (self.noise_type is not None and self.noise_level > 0)
+            or self.l1_penalty > 0
+            or self.contractive_penalty > 0
+        )
+        if self.n_components >= n_features and not regularised:
+            warnings.warn(
+                f"n_components={self.n_components} is not smaller than the {n_features} "
+                "features of X, and no noise_type, l1_penalty or contractive_penalty is set: "
+                "the autoencoder can learn the identity map instead of a compressed code. Use "
+                "fewer components, or one of those regularisers.",
+                UserWarning,
+                stacklevel=5,
+            )
+
+    def _loss(self, state, x):
+        encoder, decoder = state.modules["encoder_"], state.modules["decoder_"]
+        x_in = self._corrupt(state, x)
+        if self.contractive_penalty > 0:
+            codes, jacobian_probe = _encode_with_jvp(encoder, x_in, state.noise_generator)
+        else:
+            codes = encoder(x_in)
+        loss = F.mse_loss(decoder(codes), x)
+        if self.l1_penalty > 0:
+            loss = loss + self.l1_penalty * sparsity_penalty(codes)
+        if self.contractive_penalty > 0 and x.shape[0] > self.n_components + 2:
+            # A batch too small to estimate the codes' covariance without each sample adds
+            # no penalty.
+            loss = loss + self.contractive_penalty * contraction_penalty(codes, jacobian_probe)
+        return loss
+
+    def _make_step(self, state, batch_size, capture_graph):
+        # The plain reconstruction loss (with or without input noise) has its backward pass
+        # written out, which is faster on the CPU. Other devices keep autograd: the written-out
+        # pass has not been run there, and on CUDA a captured graph already takes autograd's
+        # bookkeeping off the step.
+        layers = [*state.modules["encoder_"], *state.modules["decoder_"]]
+        if (
+            state.device.type == "cpu"
+            and self.l1_penalty == 0
+            and self.contractive_penalty == 0
+            and _backprop.supports(layers)
+        ):
+            corrupt = lambda x: self._corrupt(state, x)  # noqa: E731
+            return _backprop.BackpropStep(layers, state.optimizer, corrupt)
+        return super()._make_step(state, batch_size, capture_graph)
+
+    def _draws_random_numbers(self):
+        return (self.noise_type is not None and self.noise_level > 0) or (
+            self.contractive_penalty > 0
+        )
+
+    def _corrupt(self, state, x):
+        """The training input: x with noise, in the model's units (the target stays x)."""
+        if self.noise_type is None or self.noise_level == 0:
+            return x
+        generator, scaling = state.noise_generator, state.scaling
+        if self.noise_type == "gaussian":
+            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            return x + noise * (self.noise_level / scaling.scale)
+        masked = torch.rand(x.shape, generator=generator, device=x.device) < self.noise_level
+        zero_in_model_units = scaling.to_model(torch.zeros_like(x[:1]))
+        return torch.where(masked, zero_in_model_units, x)
+
+
+@register
+class AutoEncoderTransformer(CodesTransformerMixin, AutoEncoderModel):
     """A nonlinear alternative to PCA: codes learned by a PyTorch autoencoder.
 
     The encoder maps n_features -> hidden_layer_sizes -> n_components; the decoder mirrors it.
@@ -114,6 +203,15 @@ class AutoEncoderTransformer(BaseAutoEncoder):
         local generators only. Pass an int for reproducible results.
     device : str, default="auto"
         "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N" or "mps".
+    n_threads : "auto" or int, default="auto"
+        CPU threads torch uses while this estimator fits or infers; torch's own setting is
+        restored after each call. "auto" gives one thread per 100 MFLOP of work per
+        optimizer step (or per inference chunk of 8,192 rows), at most
+        ``torch.get_num_threads()`` and, when that is more than one, at most the cores other
+        processes leave idle (watched for 50 ms on Linux). Small networks and batches thus
+        train on one thread, which on a busy machine is many times faster than several that
+        wait on each other; MNIST's 784-256-128-64 at batches of 256 takes two (or more).
+        Results agree to float32 rounding whatever the count.
     verbose : int, default=0
         0 prints nothing; 1 shows a progress bar with the loss.
 
@@ -191,6 +289,7 @@ class AutoEncoderTransformer(BaseAutoEncoder):
         warm_start=False,
         random_state=None,
         device="auto",
+        n_threads="auto",
         verbose=0,
     ):
         self.n_components = n_components
@@ -212,87 +311,8 @@ class AutoEncoderTransformer(BaseAutoEncoder):
         self.warm_start = warm_start
         self.random_state = random_state
         self.device = device
+        self.n_threads = n_threads
         self.verbose = verbose
-
-    def _check_extra_params(self):
-        check_float("l1_penalty", self.l1_penalty, low=0)
-        check_option("noise_type", self.noise_type, NOISE_TYPES)
-        if self.noise_type == "masking":
-            check_float("noise_level", self.noise_level, low=0, high=1, high_open=True)
-        else:
-            check_float("noise_level", self.noise_level, low=0)
-        check_float("contractive_penalty", self.contractive_penalty, low=0)
-
-    def _build_modules(self, n_features, hidden_layer_sizes, output_activation, generator):
-        sizes = [n_features, *hidden_layer_sizes, self.n_components]
-        encoder = mlp(sizes, self.activation, generator=generator)
-        decoder = self._build_decoder(n_features, hidden_layer_sizes, output_activation, generator)
-        return {"encoder_": encoder, "decoder_": decoder}
-
-    def _warn_about_data(self, n_features):
-        regularised = (
-            (self.noise_type is not None and self.noise_level > 0)
-            or self.l1_penalty > 0
-            or self.contractive_penalty > 0
-        )
-        if self.n_components >= n_features and not regularised:
-            warnings.warn(
-                f"n_components={self.n_components} is not smaller than the {n_features} "
-                "features of X, and no noise_type, l1_penalty or contractive_penalty is set: "
-                "the autoencoder can learn the identity map instead of a compressed code. Use "
-                "fewer components, or one of those regularisers.",
-                UserWarning,
-                stacklevel=5,
-            )
-
-    def _loss(self, state, x):
-        encoder, decoder = state.modules["encoder_"], state.modules["decoder_"]
-        x_in = self._corrupt(state, x)
-        if self.contractive_penalty > 0:
-            codes, jacobian_probe = _encode_with_jvp(encoder, x_in, state.noise_generator)
-        else:
-            codes = encoder(x_in)
-        loss = F.mse_loss(decoder(codes), x)
-        if self.l1_penalty > 0:
-            loss = loss + self.l1_penalty * sparsity_penalty(codes)
-        if self.contractive_penalty > 0 and x.shape[0] > self.n_components + 2:
-            # A batch too small to estimate the codes' covariance without each sample adds
-            # no penalty.
-            loss = loss + self.contractive_penalty * contraction_penalty(codes, jacobian_probe)
-        return loss
-
-    def _make_step(self, state, batch_size, capture_graph):
-        # The plain reconstruction loss (with or without input noise) has its backward pass
-        # written out, which is faster on the CPU. Other devices keep autograd: the written-out
-        # pass has not been run there, and on CUDA a captured graph already takes autograd's
-        # bookkeeping off the step.
-        layers = [*state.modules["encoder_"], *state.modules["decoder_"]]
-        if (
-            state.device.type == "cpu"
-            and self.l1_penalty == 0
-            and self.contractive_penalty == 0
-            and _backprop.supports(layers)
-        ):
-            corrupt = lambda x: self._corrupt(state, x)  # noqa: E731
-            return _backprop.BackpropStep(layers, state.optimizer, corrupt)
-        return super()._make_step(state, batch_size, capture_graph)
-
-    def _draws_random_numbers(self):
-        return (self.noise_type is not None and self.noise_level > 0) or (
-            self.contractive_penalty > 0
-        )
-
-    def _corrupt(self, state, x):
-        """The training input: x with noise, in the model's units (the target stays x)."""
-        if self.noise_type is None or self.noise_level == 0:
-            return x
-        generator, scaling = state.noise_generator, state.scaling
-        if self.noise_type == "gaussian":
-            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            return x + noise * (self.noise_level / scaling.scale)
-        masked = torch.rand(x.shape, generator=generator, device=x.device) < self.noise_level
-        zero_in_model_units = scaling.to_model(torch.zeros_like(x[:1]))
-        return torch.where(masked, zero_in_model_units, x)
 
 
 def _encode_with_jvp(encoder, x, generator):

@@ -1,13 +1,17 @@
-"""The shared estimator base: the scikit-learn contract of every skae autoencoder.
+"""The shared estimator base: what every skae estimator does with its network.
 
-Parameters, input validation, what fit and partial_fit train (and how long: ``skae._auto``),
-inference, tags, pickling and saving. The training itself runs in ``skae._training``.
+``BaseAutoEncoder`` holds the scikit-learn contract common to all of them: parameters, input
+validation, what fit and partial_fit train (and how long: ``skae._auto``; on how many threads:
+``skae._threads``), inference in chunks, tags, pickling and saving. The training itself runs in
+``skae._training``. Subclasses say what their network is and what it minimises
+(``_build_modules``, ``_loss``, ``_encode``, ``_decode``).
 
-Subclasses say what their network is and what it minimises (``_build_modules``, ``_loss``,
-``_encode``, ``_decode``).
+``CodesTransformerMixin`` adds the transformer's face (transform, inverse_transform, score,
+score_samples, feature names) to the estimators whose output is the codes.
 """
 
 import copy
+import math
 import warnings
 
 import numpy as np
@@ -25,9 +29,17 @@ from ._auto import (
     resolve_hidden_layer_sizes,
     resolve_max_iter,
 )
-from ._modules import ACTIVATIONS, OUTPUT_ACTIVATIONS, mlp
+from ._modules import ACTIVATIONS, OUTPUT_ACTIVATIONS, mlp, start_at
+from ._persistence import save as _save
 from ._scaling import AffineScaling, ColumnStats, choose_scaling, column_statistics
+from ._threads import (
+    choose_threads,
+    inference_flops,
+    torch_threads,
+    training_flops,
+)
 from ._training import (
+    INFERENCE_CHUNK_ROWS,
     CudaGraphStep,
     Plan,
     TrainingState,
@@ -37,20 +49,17 @@ from ._training import (
     load_optimizer_state,
     map_in_chunks,
     process_group,
-    reduce_in_chunks,
     train,
     training_rows,
 )
 from ._validation import (
     check_float,
     check_int,
+    check_n_threads,
     check_option,
     resolve_device,
     restore_device,
 )
-
-# The torch modules that a fit trains. Their names are the fitted attributes.
-_MODULE_NAMES = ("encoder_", "decoder_")
 
 # What validate_data sets (or deletes) on the estimator before training starts.
 _INPUT_METADATA = ("n_features_in_", "feature_names_in_")
@@ -82,8 +91,11 @@ class _UnchangedOnError:
         return False
 
 
-class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
-    """Base class for skae's autoencoders; not for direct use."""
+class BaseAutoEncoder(BaseEstimator):
+    """Base class for skae's estimators; not for direct use."""
+
+    # The torch modules that a fit trains. Their names are the fitted attributes.
+    _module_names = ("encoder_", "decoder_")
 
     # -- what a subclass provides -------------------------------------------------------------
 
@@ -125,9 +137,33 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """Fitted attributes of the subclass's own, computed once training has ended."""
         return {}
 
+    def _constant_loss(self, stats, scaling, share=1.0):
+        """The training objective of a model whose reconstruction error is ``share`` times
+        that of predicting every row by the training data's column means (``stats``, a
+        ColumnStats in the user's units). For a mean-squared-error objective: ``share`` times
+        the mean variance of the features, in the model's units."""
+        return share * _mean_variance(stats) / scaling.scale**2
+
     def _draws_random_numbers(self):
         """Whether ``_loss`` draws random numbers (which a CUDA graph would replay frozen)."""
         return False
+
+    # -- what a subclass adds to its model files (see skae._persistence) ----------------------
+
+    # Names of fitted float arrays of the subclass's own, saved as float32 tensors.
+    _saved_arrays = ()
+    # Names of fitted numbers or strings of the subclass's own, saved in the JSON header.
+    _saved_values = ()
+
+    def _saved_array_shapes(self, n_features, fitted):
+        """``{name: shape}`` that the ``_saved_arrays`` of a model file must have, given the
+        JSON document's fitted attributes; checked before anything is read."""
+        return {}
+
+    def _restored_attributes(self, arrays, values):
+        """The fitted attributes to set from a model file's ``_saved_arrays`` (numpy arrays,
+        shapes checked) and ``_saved_values`` (from JSON: check them, raise ValueError)."""
+        return {**arrays, **values}
 
     # -- parameters ----------------------------------------------------------------------------
 
@@ -147,6 +183,7 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         check_float("tol", self.tol, low=0)
         check_option("warm_start", self.warm_start, (True, False))
         check_int("verbose", self.verbose, low=0)
+        check_n_threads(self.n_threads)
         self._check_extra_params()
         return resolve_device(self.device)
 
@@ -202,9 +239,11 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             group = process_group(device)
             if continuing:
                 state = self._resume(device, keep_optimizer=not full)
+                stats = self._column_statistics(X).over_processes(group) if full else None
             else:
-                state = self._start(X, device, group)
-            self._train(state, X, group, full=full)
+                stats = self._column_statistics(X).over_processes(group)
+                state = self._start(X, stats, device, group)
+            self._train(state, X, group, full=full, stats=stats)
         return self
 
     def _is_fitted(self):
@@ -238,16 +277,18 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         _check_float32_range(block)
         return block.astype(np.float32, copy=False)
 
-    def _start(self, X, device, group):
-        """A fresh network, optimizer and input scaling for X (the union of every process's)."""
+    def _start(self, X, stats, device, group):
+        """A fresh network, optimizer and input scaling for X, whose column statistics (over
+        every process's rows) are ``stats``."""
         seed = group.broadcast_seed(_draw_seed(self.random_state))
-        stats = self._column_statistics(X).over_processes(group)
         output_activation, scaling = choose_scaling(stats, self.output_activation, device)
         n_features = X.shape[1]
         self._warn_about_data(n_features)
         hidden = resolve_hidden_layer_sizes(self.hidden_layer_sizes, n_features, self.n_components)
         generator = torch.Generator().manual_seed(seed)
         modules = self._build_modules(n_features, hidden, output_activation, generator)
+        means = scaling.to_model(torch.as_tensor(stats.mean, dtype=torch.float32))
+        start_at(modules["decoder_"], means, output_activation)
         modules = {name: module.to(device) for name, module in modules.items()}
         state = TrainingState(
             modules=modules,
@@ -277,7 +318,7 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 "new network with fit() and warm_start=False."
             )
         modules, optimizer = copy.deepcopy(
-            ({name: getattr(self, name) for name in _MODULE_NAMES}, self._optimizer)
+            ({name: getattr(self, name) for name in self._module_names}, self._optimizer)
         )
         modules = {name: module.to(device) for name, module in modules.items()}
         state = TrainingState(
@@ -307,7 +348,7 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         if isinstance(hidden, str) and hidden == "auto":
             hidden = self.hidden_layer_sizes_  # what "auto" chose for this network
         expected = self._blueprint(self.n_features_in_, hidden, self.output_activation_)
-        for name in _MODULE_NAMES:
+        for name in self._module_names:
             fitted = getattr(self, name)
             if repr(fitted) != repr(expected[name]) or _shapes(fitted) != _shapes(expected[name]):
                 return name
@@ -323,16 +364,21 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         fused = device.type == "cpu"
         return torch.optim.Adam(parameters, lr=self.learning_rate_init, fused=fused)
 
-    def _train(self, state, X, group, *, full):
+    def _train(self, state, X, group, *, full, stats):
         """Train ``state`` on X, warn about how it ended, and adopt it as the fitted state.
 
         ``full`` (fit, not partial_fit) gives the call ``max_iter`` epochs, the learning-rate
         schedule, early stopping, the plateau rule and the convergence warnings; partial_fit
-        trains one epoch at ``learning_rate_init``.
+        trains one epoch at ``learning_rate_init``. ``stats`` (fit only) are X's column
+        statistics, from which the loss that a fit must beat is set.
         """
         (n_samples,) = group.reduce_sum(X.shape[0])
         n_samples = int(n_samples)
         batch_size = resolve_batch_size(self.batch_size, n_samples)
+        loss_to_beat = math.inf
+        if full:
+            share = _share_to_beat(self.n_components, X.shape[1])
+            loss_to_beat = self._constant_loss(stats, state.scaling, share)
         plan = Plan(
             batch_size=batch_size,
             max_epochs=resolve_max_iter(self.max_iter, n_samples, batch_size) if full else 1,
@@ -345,17 +391,22 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             tol=self.tol,
             verbose=self.verbose,
             name=type(self).__name__,
+            loss_to_beat=loss_to_beat,
         )
         rows = training_rows(X, state.scaling, state.device, self._check_block)
         first_epoch = len(state.loss_curve)
-        outcome = train(
-            state,
-            rows,
-            lambda size, capture_graph: self._make_step(state, size, capture_graph),
-            plan,
-            group,
-            self._reconstruct,
-        )
+        n_parameters = sum(p.numel() for p in state.parameters())
+        flops = training_flops(n_parameters, max(1, batch_size // group.world_size))
+        with torch_threads(choose_threads(self.n_threads, flops, state.device)):
+            outcome = train(
+                state,
+                rows,
+                lambda size, capture_graph: self._make_step(state, size, capture_graph),
+                plan,
+                group,
+                self._reconstruct,
+            )
+            extras = self._fitted_extras(state, X, group)
         if outcome.interrupted:
             warnings.warn(
                 f"Training was interrupted in epoch {state.n_iter + 1}; the estimator keeps "
@@ -368,18 +419,27 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         state.attributes["batch_size_"] = batch_size
         if full:
             state.attributes["max_iter_"] = plan.max_epochs
-        state.attributes.update(self._fitted_extras(state, X, group))
+        state.attributes.update(extras)
         self._adopt(state)
 
     def _warn_about_convergence(self, state, outcome, plan, first_epoch):
+        """Warn when a fit ended unconverged: its loss did not fall, it ran out of epochs while
+        still learning, or it ended no clearly better than the column means."""
         losses = state.loss_curve[first_epoch:]
+        name = type(self).__name__
+        above_means = bool(losses) and not losses[-1] < plan.loss_to_beat
+        worse_than_means = (
+            f"its training loss ({losses[-1]:.4g}) is not clearly below the loss of predicting "
+            f"every row by the training data's column means (clearly below is under "
+            f"{plan.loss_to_beat:.4g}): its codes carry little of X"
+            if above_means
+            else ""
+        )
         if len(losses) > 1 and not losses[-1] < losses[0]:
-            warnings.warn(
-                f"{type(self).__name__}'s training loss did not fall: {losses[0]:.4g} after "
-                f"the first epoch, {losses[-1]:.4g} after the last. The network has probably "
-                f"collapsed; try a smaller learning_rate_init (it is {self.learning_rate_init}).",
-                ConvergenceWarning,
-                stacklevel=5,
+            message = (
+                f"{name}'s training loss did not fall: {losses[0]:.4g} after the first epoch, "
+                f"{losses[-1]:.4g} after the last. The network has probably collapsed; try a "
+                f"smaller learning_rate_init (it is {self.learning_rate_init})."
             )
         elif outcome.epochs == plan.max_epochs and outcome.still_learning:
             chosen = f"'auto' (= {plan.max_epochs})" if self.max_iter == "auto" else self.max_iter
@@ -390,12 +450,19 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                     f"still falling: the last quarter of the cosine schedule brought "
                     f"{outcome.tail_share:.0%} of its fall"
                 )
-            warnings.warn(
-                f"{type(self).__name__} reached max_iter={chosen} epochs while the loss was "
-                f"{how}; consider raising max_iter.",
-                ConvergenceWarning,
-                stacklevel=5,
+            message = (
+                f"{name} reached max_iter={chosen} epochs while the loss was {how}; consider "
+                "raising max_iter." + (f" So far {worse_than_means}." if above_means else "")
             )
+        elif above_means:
+            message = (
+                f"{name} ended unconverged: {worse_than_means}. The usual cause is a learning "
+                "rate too large for this data: try a smaller learning_rate_init (it is "
+                f"{self.learning_rate_init}); else train longer (max_iter)."
+            )
+        else:
+            return
+        warnings.warn(message, ConvergenceWarning, stacklevel=5)
 
     def _make_step(self, state, batch_size, capture_graph):
         """The optimizer step on one batch: the innermost piece of the loop."""
@@ -425,7 +492,7 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _fitted(self):
         """The fitted modules and input scaling, on the fitted device."""
         check_is_fitted(self)
-        modules = {name: getattr(self, name) for name in _MODULE_NAMES}
+        modules = {name: getattr(self, name) for name in self._module_names}
         fitted_components = _input_width(modules["decoder_"])
         if fitted_components != self.n_components:
             raise ValueError(
@@ -435,40 +502,35 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             )
         return modules, AffineScaling(self.input_offset_, self.input_scale_, self.device_)
 
-    def transform(self, X):
-        """Encode X into codes of shape (n_samples, n_components), as float32.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Out-of-core arrays are read chunk by chunk.
-
-        Returns
-        -------
-        codes : ndarray of shape (n_samples, n_components), dtype float32
-        """
+    def _map_rows(self, fn, X, n_out):
+        """``fn(modules, scaling, x)`` (x: rows in the user's units, a float32 tensor) applied
+        to X chunk by chunk, on as many threads as the work calls for; X is validated first,
+        unless it holds codes (``n_out`` columns are then the features)."""
         modules, scaling = self._fitted()
+        n_parameters = sum(p.numel() for m in modules.values() for p in m.parameters())
+        flops = inference_flops(n_parameters, min(X.shape[0], INFERENCE_CHUNK_ROWS))
+        with torch_threads(choose_threads(self.n_threads, flops, self.device_)):
+            return map_in_chunks(
+                lambda x: fn(modules, scaling, x),
+                X,
+                n_out,
+                self.device_,
+                self._check_block,
+            )
+
+    def _codes(self, X):
+        """The codes of X, shape (n_samples, n_components), float32."""
+        self._fitted()
         X = self._validate_input(X, reset=False)
+        return self._map_rows(
+            lambda modules, scaling, x: self._encode(modules, scaling.to_model(x)),
+            X,
+            self.n_components,
+        )
 
-        def encode(x):
-            return self._encode(modules, scaling.to_model(x))
-
-        return map_in_chunks(encode, X, self.n_components, self.device_, self._check_block)
-
-    def inverse_transform(self, X):
-        """Decode codes back into the input's own units.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_components)
-            Codes, as returned by ``transform``.
-
-        Returns
-        -------
-        X_reconstructed : ndarray of shape (n_samples, n_features_in_), dtype float32
-        """
-        modules, scaling = self._fitted()
-        Z = X
+    def _decoded(self, Z):
+        """Codes Z decoded into the input's units, shape (n_samples, n_features_in_), float32."""
+        self._fitted()
         if not is_out_of_core(Z):
             Z = check_array(Z, dtype=(np.float32, np.float64), input_name="X", estimator=self)
         if len(Z.shape) != 2 or Z.shape[1] != self.n_components:
@@ -478,46 +540,23 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             )
         if not is_out_of_core(Z):
             _check_float32_range(Z)
-        return map_in_chunks(
-            lambda z: scaling.to_user(self._decode(modules, z)),
+        return self._map_rows(
+            lambda modules, scaling, z: scaling.to_user(self._decode(modules, z)),
             Z,
             self.n_features_in_,
-            self.device_,
-            self._check_block,
         )
 
-    def score(self, X, y=None):
-        """Negative mean squared reconstruction error of X, in the input's own units.
-
-        Higher is better, so GridSearchCV can choose unsupervised settings (such as
-        ``n_components``) with no ``y``.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        score : float
-        """
-        modules, scaling = self._fitted()
+    def _reconstruction_errors(self, X):
+        """Each row's mean squared reconstruction error, in the input's units: float32, the
+        precision of the model (summed in float64)."""
+        self._fitted()
         X = self._validate_input(X, reset=False)
 
-        def squared_error(x):
+        def row_errors(modules, scaling, x):
             recon = scaling.to_user(self._reconstruct(modules, scaling.to_model(x)))
-            return (recon - x).square().sum(dtype=torch.float64)
+            return (recon - x).square().mean(dim=1, dtype=torch.float64)[:, None]
 
-        total = reduce_in_chunks(squared_error, X, self.device_, self._check_block)
-        return -total / (X.shape[0] * X.shape[1])
-
-    @property
-    def _n_features_out(self):
-        # Absent until fit, so that get_feature_names_out raises NotFittedError.
-        if not self._is_fitted():
-            raise AttributeError("_n_features_out is set by fit")
-        return self.n_components
+        return self._map_rows(row_errors, X, 1)[:, 0]
 
     # -- saving --------------------------------------------------------------------------------
 
@@ -549,25 +588,21 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         --------
         skae.load : Read the file back.
         """
-        from ._persistence import save
-
         if process_group(torch.device("cpu")).rank == 0:
-            save(self, path)
+            _save(self, path)
 
     # -- scikit-learn and pickle plumbing ------------------------------------------------------
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
-        # Computation is float32 whatever the input; float32 input gives float32 output.
-        tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 
     def __getstate__(self):
         # Tensors travel on the CPU so that a model fitted on a GPU unpickles anywhere.
         state = self.__dict__.copy()
         if self._is_fitted():
-            modules = {name: state[name] for name in _MODULE_NAMES}
+            modules = {name: state[name] for name in self._module_names}
             cpu_modules = {n: copy.deepcopy(m).to("cpu") for n, m in modules.items()}
             state.update(cpu_modules)
             state["_optimizer"] = _cpu_state(self._optimizer.state_dict())
@@ -579,13 +614,111 @@ class BaseAutoEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         if not self._is_fitted():
             return
         device = restore_device(state["device_"], self.device, stacklevel=2)
-        for name in _MODULE_NAMES:
+        for name in self._module_names:
             getattr(self, name).to(device)
         self.device_ = device
-        parameters = [p for name in _MODULE_NAMES for p in getattr(self, name).parameters()]
+        parameters = [p for name in self._module_names for p in getattr(self, name).parameters()]
         optimizer = self._make_optimizer(parameters, device)
         load_optimizer_state(optimizer, state["_optimizer"])
         self._optimizer = optimizer
+
+
+class CodesTransformerMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin):
+    """The transformer's face of an estimator whose output is its codes, as PCA's is its
+    components: transform, inverse_transform, score, score_samples and feature names
+    ``<classname>0, <classname>1, ...``. Goes left of ``BaseAutoEncoder``."""
+
+    def transform(self, X):
+        """Encode X into codes of shape (n_samples, n_components), as float32.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Out-of-core arrays are read chunk by chunk.
+
+        Returns
+        -------
+        codes : ndarray of shape (n_samples, n_components), dtype float32
+        """
+        return self._codes(X)
+
+    def inverse_transform(self, X):
+        """Decode codes back into the input's own units.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components)
+            Codes, as returned by ``transform``.
+
+        Returns
+        -------
+        X_reconstructed : ndarray of shape (n_samples, n_features_in_), dtype float32
+        """
+        return self._decoded(X)
+
+    def score_samples(self, X):
+        """Negative mean squared reconstruction error of each row, in the input's own units.
+
+        Higher is more typical of the training data, as for scikit-learn's
+        ``PCA.score_samples``; ``score(X)`` is the mean of these. Rows the autoencoder
+        reconstructs badly are unlike those it was trained on (see
+        ``AutoEncoderOutlierDetector`` for outlier detection built on this).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,), dtype float32
+            float32 as the network computes (summed over features in float64).
+        """
+        return -self._reconstruction_errors(X)
+
+    def score(self, X, y=None):
+        """Negative mean squared reconstruction error of X, in the input's own units.
+
+        The mean of ``score_samples(X)``. Higher is better, so GridSearchCV can compare
+        unsupervised settings with no ``y``. The error always falls as ``n_components`` grows,
+        so a search over ``n_components`` by this score alone picks the largest size; see
+        ``skae.model_selection`` for a criterion that does not.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+        """
+        return float(np.mean(self.score_samples(X), dtype=np.float64))
+
+    @property
+    def _n_features_out(self):
+        # Absent until fit, so that get_feature_names_out raises NotFittedError.
+        if not self._is_fitted():
+            raise AttributeError("_n_features_out is set by fit")
+        return self.n_components
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Computation is float32 whatever the input; float32 input gives float32 output.
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+
+def _share_to_beat(n_components, n_features):
+    """The share of the constant prediction's error that a fit must get below to have clearly
+    beaten it: half of what ``n_components`` principal components remove even from data with
+    no structure at all (isotropic noise, where they remove ``n_components / n_features``)."""
+    return 1.0 - 0.5 * min(n_components, n_features) / n_features
+
+
+def _mean_variance(stats):
+    """The mean over features of their variance: the mean squared error of the column means."""
+    return float(np.mean(stats.squared_deviations / stats.n_rows))
 
 
 def _check_float32_range(X):

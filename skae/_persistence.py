@@ -8,15 +8,18 @@ then the raw tensor bytes. Reading it runs no code from the file (unlike pickle 
   ``input_offset_``, and ``_optimizer.<i>.<key>`` (the optimizer's state for parameter ``i``:
   Adam's ``step``, ``exp_avg`` and ``exp_avg_sq``), so that ``partial_fit`` continues exactly
   where it stopped;
+* the estimator's own fitted arrays (``_saved_arrays``), as float32 tensors under their names;
 * one entry ``"skae"`` in the header's ``__metadata__``: a JSON document with ``format``
   (``"skae-model"``), ``format_version``, ``skae_version``, ``estimator`` (the class name),
   ``params`` (``get_params()``) and ``fitted`` (the fitted attributes other than tensors,
-  ``hidden_layer_sizes_`` among them since format version 2).
+  ``hidden_layer_sizes_`` among them since format version 2, and the estimator's own
+  ``_saved_values`` since version 3).
   Tuples are written as ``{"__tuple__": [...]}`` so that they come back as tuples. The
   optimizer's options (learning rate, fused kernels) are not stored: as when training resumes
   in ``partial_fit``, they are those of a new optimizer for the device the model lands on.
 
-Loading builds the estimator from a fixed registry of skae classes, describes its network from
+Loading builds the estimator from a registry of skae's classes (each registers itself with
+``register``; nothing is imported by name from the file), describes its network from
 the stored parameters on the meta device (no memory), and checks every stored tensor's name,
 shape and dtype against that description before allocating anything: a file that declares a huge
 network it does not hold is refused at once, and what loading allocates is bounded by the size of
@@ -37,16 +40,17 @@ from safetensors.torch import save as _serialize
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import _MODULE_NAMES
 from ._scaling import AffineScaling
 from ._training import TrainingState, load_optimizer_state
 from ._validation import restore_device
 
 FORMAT = "skae-model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # Version 1 (skae 0.1.0, before the "auto" parameters) had no hidden_layer_sizes_: its network
-# is the one its params describe.
-READABLE_VERSIONS = (1, 2)
+# is the one its params describe. Version 2 had no n_threads parameter.
+READABLE_VERSIONS = (1, 2, 3)
+# Parameters added since a format version: files of older versions take their defaults.
+_PARAMS_SINCE = {"n_threads": 3}
 # Fitted attributes that are integers set only by some calls or some estimators.
 _OPTIONAL_INT_ATTRIBUTES = ("batch_size_", "max_iter_", "n_active_components_")
 _METADATA_KEY = "skae"
@@ -55,15 +59,15 @@ _OPTIMIZER_PREFIX = "_optimizer."
 _MAX_HEADER_BYTES = 100_000_000
 
 
-def _registry():
-    # Imported here: the estimator modules import _base, which imports this module lazily.
-    from ._autoencoder import AutoEncoderTransformer
-    from ._vae import VariationalAutoEncoderTransformer
+# The classes a model file may name: skae's public estimators, each registered where it is
+# defined (importing skae registers them all).
+_REGISTRY = {}
 
-    return {
-        "AutoEncoderTransformer": AutoEncoderTransformer,
-        "VariationalAutoEncoderTransformer": VariationalAutoEncoderTransformer,
-    }
+
+def register(cls):
+    """Class decorator: let model files name ``cls`` (by its class name)."""
+    _REGISTRY[cls.__name__] = cls
+    return cls
 
 
 # -- saving ------------------------------------------------------------------------------------
@@ -72,12 +76,12 @@ def _registry():
 def save(estimator, path):
     """Write a fitted skae estimator to ``path`` (see ``BaseAutoEncoder.save``)."""
     name = type(estimator).__name__
-    if _registry().get(name) is not type(estimator):
+    if _REGISTRY.get(name) is not type(estimator):
         raise TypeError(
             f"Only skae's own estimators can be saved, not {type(estimator).__qualname__}."
         )
     check_is_fitted(estimator)
-    modules = {module_name: getattr(estimator, module_name) for module_name in _MODULE_NAMES}
+    modules = {name: getattr(estimator, name) for name in estimator._module_names}
     # The file is read back by rebuilding the network from the parameters: parameters changed
     # after fit (n_components, hidden_layer_sizes, activation) would not describe these weights.
     differing = estimator._module_unlike_params()
@@ -94,6 +98,8 @@ def save(estimator, path):
         for key, value in module.state_dict().items():
             tensors[f"{module_name}.{key}"] = _cpu_float32(value)
     tensors["input_offset_"] = _cpu_float32(torch.as_tensor(estimator.input_offset_))
+    for array_name in estimator._saved_arrays:
+        tensors[array_name] = _cpu_float32(torch.as_tensor(getattr(estimator, array_name)))
     optimizer_state = estimator._optimizer.state_dict()
     for index, state in optimizer_state["state"].items():
         for key, value in state.items():
@@ -136,6 +142,10 @@ def save(estimator, path):
                 name: int(getattr(estimator, name))
                 for name in _OPTIONAL_INT_ATTRIBUTES
                 if getattr(estimator, name, None) is not None
+            },
+            **{
+                value_name: _to_json(getattr(estimator, value_name), value_name)
+                for value_name in estimator._saved_values
             },
         },
     }
@@ -312,7 +322,7 @@ def _parse_document(path, text):
 def _describe(document, layout):
     """The estimator the document describes, its hidden layers, and its network on the meta
     device, after checking the file's tensor layout (``{name: safetensors slice}``) against it."""
-    registry = _registry()
+    registry = _REGISTRY
     name = document["estimator"]
     if not isinstance(name, str) or name not in registry:
         raise ValueError(
@@ -321,7 +331,12 @@ def _describe(document, layout):
         )
     cls = registry[name]
     params = document["params"]
-    expected_params = set(cls().get_params(deep=False))
+    defaults = cls().get_params(deep=False)
+    expected_params = set(defaults)
+    if isinstance(params, dict):
+        version = document["format_version"]
+        added = {key for key, since in _PARAMS_SINCE.items() if version < since}
+        params = {**{key: defaults[key] for key in added & expected_params}, **params}
     if not isinstance(params, dict) or set(params) != expected_params:
         raise ValueError(
             f"The model file's parameters for {name} are not {name}'s parameters: "
@@ -349,6 +364,7 @@ def _describe(document, layout):
         for key, value in module.state_dict().items()
     }
     expected["input_offset_"] = (n_features,)
+    expected.update(estimator._saved_array_shapes(n_features, fitted))
     stored = {
         key: (tuple(part.get_shape()), part.get_dtype())
         for key, part in layout.items()
@@ -432,7 +448,14 @@ def _restore(estimator, hidden, blueprint, document, tensors):
         loss_curve=loss_curve,
         validation_scores=validation_scores,
         best_loss=best_loss,
-        attributes={"hidden_layer_sizes_": hidden, **extras},
+        attributes={
+            "hidden_layer_sizes_": hidden,
+            **extras,
+            **estimator._restored_attributes(
+                {name: stored[name].numpy() for name in estimator._saved_arrays},
+                {name: fitted[name] for name in estimator._saved_values},
+            ),
+        },
     )
     parameters = state.parameters()
     state.optimizer = estimator._make_optimizer(parameters, device)

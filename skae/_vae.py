@@ -5,8 +5,9 @@ import math
 import numpy as np
 import torch
 
-from ._base import BaseAutoEncoder, _draw_seed
+from ._base import BaseAutoEncoder, CodesTransformerMixin, _draw_seed, _mean_variance
 from ._modules import GaussianEncoder, mlp
+from ._persistence import register
 from ._scaling import column_statistics
 from ._training import iter_chunks
 from ._validation import check_float, check_int
@@ -20,7 +21,8 @@ ACTIVITY_THRESHOLD = 0.01
 MIN_DECODER_VARIANCE = 1e-6
 
 
-class VariationalAutoEncoderTransformer(BaseAutoEncoder):
+@register
+class VariationalAutoEncoderTransformer(CodesTransformerMixin, BaseAutoEncoder):
     """A variational autoencoder (Kingma & Welling, 2014) as a scikit-learn transformer.
 
     The encoder outputs the mean and log-variance of a diagonal Gaussian over the codes; while
@@ -54,7 +56,7 @@ class VariationalAutoEncoderTransformer(BaseAutoEncoder):
         aggregate codes' KL divergence from the prior is 0.09 with beta=1 against 210 with
         beta=0.
     max_iter, batch_size, learning_rate_init, learning_rate, early_stopping, validation_fraction, \
-n_iter_no_change, tol, warm_start, random_state, device, verbose
+n_iter_no_change, tol, warm_start, random_state, device, n_threads, verbose
         As in AutoEncoderTransformer.
 
     Attributes
@@ -111,6 +113,7 @@ input_scale_, device_, n_features_in_, feature_names_in_
         warm_start=False,
         random_state=None,
         device="auto",
+        n_threads="auto",
         verbose=0,
     ):
         self.n_components = n_components
@@ -129,6 +132,7 @@ input_scale_, device_, n_features_in_, feature_names_in_
         self.warm_start = warm_start
         self.random_state = random_state
         self.device = device
+        self.n_threads = n_threads
         self.verbose = verbose
 
     def _check_extra_params(self):
@@ -163,6 +167,13 @@ input_scale_, device_, n_features_in_, feature_names_in_
         )
         kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).sum(dim=1)
         return (negative_log_likelihood + self.beta * kl).mean()
+
+    def _constant_loss(self, stats, scaling, share=1.0):
+        # The objective of a decoder whose squared error is share x the column means', with
+        # its calibrated variance, and codes on the prior (no KL): 0.5 d (1 + log(2 pi v)).
+        variance = max(share * _mean_variance(stats) / scaling.scale**2, MIN_DECODER_VARIANCE)
+        n_features = stats.mean.shape[0]
+        return 0.5 * n_features * (1.0 + math.log(2 * math.pi * variance))
 
     def _fitted_extras(self, state, X, group):
         encoder, scaling = state.modules["encoder_"], state.scaling

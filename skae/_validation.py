@@ -41,6 +41,14 @@ def check_option(name, value, options):
     return value
 
 
+def check_n_threads(value):
+    """Validate ``n_threads``: "auto" or an integer >= 1."""
+    if isinstance(value, str) and value == "auto":
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f'n_threads={value!r} is invalid: expected "auto" or an integer >= 1.')
+
+
 def check_hidden_layer_sizes(value):
     """Return the hidden layer sizes as a tuple of positive ints."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):

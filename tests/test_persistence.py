@@ -199,7 +199,7 @@ def test_file_is_plain_safetensors_with_a_json_document(saved, cls):
     est, path = saved[cls]
     document, tensors = read(path)
     assert document["format"] == "skae-model"
-    assert document["format_version"] == 2
+    assert document["format_version"] == 3
     assert document["fitted"]["hidden_layer_sizes_"] == {"__tuple__": [8, 5]}
     assert document["skae_version"] == skae.__version__
     assert document["estimator"] == cls.__name__
@@ -342,12 +342,35 @@ def test_version_1_files_still_load(saved, tmp_path):
         document["format_version"] = 1
         for name in ("hidden_layer_sizes_", "batch_size_", "max_iter_"):
             del document["fitted"][name]
+        del document["params"]["n_threads"]
         document["params"]["batch_size"] = 256
         document["params"]["max_iter"] = 3
 
     loaded = skae.load(rewrite(source, tmp_path / "v1.safetensors", edit_document=as_version_1))
     assert loaded.hidden_layer_sizes_ == (8, 5) and loaded.batch_size_ == 256
+    assert loaded.n_threads == "auto"
     assert_array_equal(loaded.transform(X), est.transform(X))
+
+
+def test_version_2_files_load_with_the_parameters_added_since_at_their_defaults(saved, tmp_path):
+    est, source = saved[AutoEncoderTransformer]
+
+    def as_version_2(document):
+        document["format_version"] = 2
+        del document["params"]["n_threads"]
+
+    loaded = skae.load(rewrite(source, tmp_path / "v2.safetensors", edit_document=as_version_2))
+    assert loaded.get_params() == {**est.get_params(), "n_threads": "auto"}
+    assert_array_equal(loaded.transform(X), est.transform(X))
+    # A file of the current version must name every parameter.
+    with pytest.raises(ValueError, match=r"missing \['n_threads'\]"):
+        skae.load(
+            rewrite(
+                source,
+                tmp_path / "v3.safetensors",
+                edit_document=lambda document: document["params"].pop("n_threads"),
+            )
+        )
 
 
 def test_load_refuses_a_declared_network_it_does_not_hold_before_allocating(saved, tmp_path):
@@ -419,8 +442,8 @@ def _delete(*keys):
     [
         (_set("format", "other"), "not a skae model file: its metadata has no skae format tag"),
         (
-            _set("format_version", 3),
-            "in format version 3, written by skae .*reads format versions 1, 2 only",
+            _set("format_version", 4),
+            "in format version 4, written by skae .*reads format versions 1, 2, 3 only",
         ),
         (_set("estimator", "Pipeline"), "Unknown estimator 'Pipeline'.*skae loads only"),
         (_set("estimator", "os.system"), "Unknown estimator 'os.system'"),

@@ -9,13 +9,13 @@
 
 from ._backprop import BackpropStep
 from ._data import (
+    INFERENCE_CHUNK_ROWS,
     InMemoryRows,
     StreamedRows,
     is_out_of_core,
     iter_blocks,
     iter_chunks,
     map_in_chunks,
-    reduce_in_chunks,
     training_rows,
 )
 from ._distributed import process_group
@@ -23,6 +23,7 @@ from ._loop import Outcome, Plan, TrainingState, train
 from ._steps import CudaGraphStep, TrainingStep, learning_rates, load_optimizer_state
 
 __all__ = [
+    "INFERENCE_CHUNK_ROWS",
     "BackpropStep",
     "CudaGraphStep",
     "InMemoryRows",
@@ -38,7 +39,6 @@ __all__ = [
     "load_optimizer_state",
     "map_in_chunks",
     "process_group",
-    "reduce_in_chunks",
     "train",
     "training_rows",
 ]

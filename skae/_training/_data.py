@@ -334,7 +334,7 @@ def iter_chunks(X, device, check_block=None, chunk_rows=INFERENCE_CHUNK_ROWS):
 
 
 def map_in_chunks(fn, X, n_out, device, check_block=None, chunk_rows=INFERENCE_CHUNK_ROWS):
-    """Apply ``fn`` (float32 tensor -> float32 tensor) to X chunk by chunk.
+    """Apply ``fn`` (float32 tensor -> tensor of ``n_out`` columns) to X chunk by chunk.
 
     Returns a float32 numpy array of shape (n_samples, n_out). Peak extra memory is the output
     plus one chunk's intermediates, independent of the number of samples.
@@ -344,9 +344,3 @@ def map_in_chunks(fn, X, n_out, device, check_block=None, chunk_rows=INFERENCE_C
         for start, x in iter_chunks(X, device, check_block, chunk_rows):
             out[start : start + x.shape[0]] = fn(x).cpu().numpy()
     return out
-
-
-def reduce_in_chunks(fn, X, device, check_block=None, chunk_rows=INFERENCE_CHUNK_ROWS):
-    """Sum ``fn(chunk)`` (a 0-d tensor) over X chunk by chunk, as a Python float."""
-    with torch.inference_mode():
-        return sum(float(fn(x)) for _, x in iter_chunks(X, device, check_block, chunk_rows))

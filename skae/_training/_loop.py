@@ -68,6 +68,10 @@ class Plan:
     tol: float = 0.0
     verbose: int = 0
     name: str = "training"
+    # The plateau rule ends training only once the loss is below this: a fit stalled at (or
+    # near) the constant prediction of the training means has not converged, it has not
+    # started. Set by the estimator (``BaseAutoEncoder._constant_loss``).
+    loss_to_beat: float = math.inf
 
 
 @dataclass
@@ -122,7 +126,7 @@ def train(state, rows, make_step, plan, group, reconstruct):
                 if improved and validation is not None:
                     best_weights = _copy_weights(state.modules)
                 progress.set_postfix(loss=f"{loss:.4g}", refresh=False)
-                if plan.plateau_rule and state.epochs_without_improvement >= plan.n_iter_no_change:
+                if _plateaued(state, plan):
                     break
         except KeyboardInterrupt:
             outcome.interrupted = True
@@ -131,6 +135,16 @@ def train(state, rows, make_step, plan, group, reconstruct):
             module.load_state_dict(best_weights[name])
     _judge_progress(outcome, state, state.loss_curve[first_epoch:], plan)
     return outcome
+
+
+def _plateaued(state, plan):
+    """Whether the plateau rule ends training now: ``n_iter_no_change`` epochs without
+    improvement, once the loss has beaten ``plan.loss_to_beat``."""
+    return (
+        plan.plateau_rule
+        and state.epochs_without_improvement >= plan.n_iter_no_change
+        and min(state.loss_curve) < plan.loss_to_beat
+    )
 
 
 def _judge_progress(outcome, state, losses, plan):
