@@ -2,8 +2,9 @@
 
 Every test runs offline: mirrors point at an HTTP server on 127.0.0.1, a fake urlopen or
 nowhere, and the loaders are fed tiny IDX files written here, with the checksum tables swapped to
-match them. The tests of the real MNIST files read them from $SKAE_DATA (development and CI set
-it, e.g. SKAE_DATA=../shared/data) and are skipped when it is unset or holds no MNIST.
+match them. The tests of the real MNIST files read them where users keep them: $SKAE_DATA/mnist/
+when it is set (development and CI set SKAE_DATA=../shared/data), else
+~/scikit_learn_data/mnist/; they are skipped, saying where they looked, when the files are absent.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from tqdm import tqdm
 import skae.datasets._fetch as fetch
 import skae.datasets._mnist as mnist
 from skae.datasets import DatasetUnavailableError, load_fashion_mnist, load_mnist
-from skae.datasets._fetch import Checksum, ChecksumError, verified_payload
+from skae.datasets._fetch import Checksum, ChecksumError, resolve_data_home, verified_payload
 from skae.datasets._idx import decompress_gzip, parse_idx, read_idx
 
 N_TRAIN, N_TEST = 5, 3
@@ -40,18 +41,21 @@ FILES = (
     "t10k-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte.gz",
 )
-# Read at import: the autouse fixture below unsets SKAE_DATA for every test. Resolved now, so
-# that a relative path (../shared/data) means the same whatever the tests do with the cwd.
-REAL_DATA_HOME = Path(os.environ["SKAE_DATA"]).resolve() if os.environ.get("SKAE_DATA") else None
+# Read at import: the autouse fixture below unsets SKAE_DATA for every test. The real files
+# are where the README tells users to put them: $SKAE_DATA/mnist/ when it is set, else
+# ~/scikit_learn_data/mnist/ (the library's own default). Resolved now, so that a relative
+# path (../shared/data) means the same whatever the tests do with the cwd.
+REAL_DATA_HOME = resolve_data_home().resolve()
 
 
 def _real_mnist_skip_reason() -> str | None:
-    if REAL_DATA_HOME is None:
-        return "SKAE_DATA is not set: point it at a folder holding mnist/ with the real files"
     folder = REAL_DATA_HOME / "mnist"
     absent = [name for name in FILES if not (folder / name).is_file()]
     if absent:
-        return f"real MNIST not in $SKAE_DATA: {', '.join(absent)} missing from {folder}"
+        return (
+            f"real MNIST not found: {', '.join(absent)} missing from {folder} (put the files "
+            "there, or point SKAE_DATA at a folder holding mnist/)"
+        )
     return None
 
 
