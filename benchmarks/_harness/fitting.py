@@ -58,8 +58,9 @@ def spread(seconds: list[float], epoch_seconds: list[float]) -> tuple[float, flo
     if len(epoch_seconds) < 2:
         return total, total
     outside = total - sum(epoch_seconds)
-    fast, slow = np.percentile(epoch_seconds, [10, 90])
-    return outside + len(epoch_seconds) * fast, outside + len(epoch_seconds) * slow
+    fast, slow = outside + len(epoch_seconds) * np.percentile(epoch_seconds, [10, 90])
+    # A few very slow (fast) epochs can put the whole fit outside: the spread then ends at it.
+    return min(fast, total), max(slow, total)
 
 
 def timed_fit(estimator, X, y=None, *, label=None, progress=True, repeats=1) -> Fit:
