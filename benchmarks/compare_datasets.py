@@ -384,7 +384,7 @@ def main(argv=None) -> int:
                 print(detail, file=sys.stderr, flush=True)
                 skipped.append(f"{notice}.")
                 continue
-            print(f"{name}: {data.describe()}", flush=True)
+            print(data.describe(), flush=True)
             datasets[name] = run_dataset(data, args, report)
     if not report.rows:
         print("No data set could be run.", file=sys.stderr)

@@ -49,7 +49,9 @@ class Dataset:
         return self.name
 
     def describe(self) -> str:
-        what = "images of {}x{} pixels".format(*self.image_shape) if self.image_shape else "rows"
+        what = f"rows of {self.n_features} features"
+        if self.image_shape:
+            what = "images of {}x{} pixels".format(*self.image_shape)
         return f"{self.name} ({len(self.X_train)} train / {len(self.X_test)} test {what}" + (
             f", standing in for {self.stands_in_for})" if self.stands_in_for else ")"
         )
