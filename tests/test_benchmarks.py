@@ -465,7 +465,8 @@ def test_grid_search_on_digits(scripts, tmp_path, capsys):
     table = pd.read_csv(out / "grid_search_digits.csv")
     assert len(table) == 2
     assert table["mean_test_score"].between(0, 1).all()
-    assert sorted(table["rank_test_score"]) == [1, 2]
+    # Ranks 1 and 2, or 1 and 1 when one epoch leaves both models at the same score.
+    assert sorted(table["rank_test_score"])[0] == 1 and set(table["rank_test_score"]) <= {1, 2}
     report = json.loads((out / "grid_search_digits.json").read_text())
     assert report["dataset"] == "digits" and report["n_samples"] == 300
     assert set(report["best_params"]) == {"ae__n_components", "ae__noise_type", "clf__C"}
