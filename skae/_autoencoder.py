@@ -8,6 +8,7 @@ import torch.autograd.forward_ad as forward_ad
 import torch.nn.functional as F
 
 from ._base import BaseAutoEncoder, CodesTransformerMixin
+from ._missing import masked_mse, reads_mask
 from ._modules import mlp
 from ._persistence import register
 from ._training import _backprop
@@ -31,8 +32,10 @@ class AutoEncoderModel(BaseAutoEncoder):
             check_float("noise_level", self.noise_level, low=0)
         check_float("contractive_penalty", self.contractive_penalty, low=0)
 
-    def _build_modules(self, n_features, hidden_layer_sizes, output_activation, generator):
-        sizes = [n_features, *hidden_layer_sizes, self.n_components]
+    def _build_modules(
+        self, n_features, hidden_layer_sizes, output_activation, generator, n_inputs=None
+    ):
+        sizes = [n_inputs or n_features, *hidden_layer_sizes, self.n_components]
         encoder = mlp(sizes, self.activation, generator=generator)
         decoder = self._build_decoder(n_features, hidden_layer_sizes, output_activation, generator)
         return {"encoder_": encoder, "decoder_": decoder}
@@ -60,7 +63,10 @@ class AutoEncoderModel(BaseAutoEncoder):
             codes, jacobian_probe = _encode_with_jvp(encoder, x_in, state.noise_generator)
         else:
             codes = encoder(x_in)
-        loss = F.mse_loss(decoder(codes), x)
+        if reads_mask(state):
+            loss = masked_mse(decoder(codes), x)  # the observed entries only
+        else:
+            loss = F.mse_loss(decoder(codes), x)
         if self.l1_penalty > 0:
             loss = loss + self.l1_penalty * sparsity_penalty(codes)
         if self.contractive_penalty > 0 and x.shape[0] > self.n_components + 2:
@@ -91,7 +97,10 @@ class AutoEncoderModel(BaseAutoEncoder):
         )
 
     def _corrupt(self, state, x):
-        """The training input: x with noise, in the model's units (the target stays x)."""
+        """The training input: x with noise, in the model's units (the target stays x).
+
+        Where the network reads the missing-value mask (``mask_input_``), masking hides a
+        value as a missing one: NaN, marked in the mask, rather than 0."""
         if self.noise_type is None or self.noise_level == 0:
             return x
         generator, scaling = state.noise_generator, state.scaling
@@ -99,6 +108,8 @@ class AutoEncoderModel(BaseAutoEncoder):
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             return x + noise * (self.noise_level / scaling.scale)
         masked = torch.rand(x.shape, generator=generator, device=x.device) < self.noise_level
+        if reads_mask(state):
+            return x.masked_fill(masked, math.nan)
         zero_in_model_units = scaling.to_model(torch.zeros_like(x[:1]))
         return torch.where(masked, zero_in_model_units, x)
 

@@ -29,6 +29,13 @@ from ._auto import (
     resolve_hidden_layer_sizes,
     resolve_max_iter,
 )
+from ._missing import (
+    MissingMask,
+    has_nan,
+    refuse_empty_columns,
+    refuse_empty_rows,
+    refuse_nan,
+)
 from ._modules import ACTIVATIONS, OUTPUT_ACTIVATIONS, mlp, start_at
 from ._persistence import save as _save
 from ._scaling import AffineScaling, ColumnStats, choose_scaling, column_statistics
@@ -99,10 +106,34 @@ class BaseAutoEncoder(BaseEstimator):
 
     # -- what a subclass provides -------------------------------------------------------------
 
-    def _build_modules(self, n_features, hidden_layer_sizes, output_activation, generator):
+    def _build_modules(
+        self, n_features, hidden_layer_sizes, output_activation, generator, n_inputs=None,
+        **network,
+    ):  # fmt: skip
         """Return ``{"encoder_": module, "decoder_": module}`` on the CPU, initialised from
-        ``generator``; with ``generator=None``, uninitialised on the meta device."""
+        ``generator``; with ``generator=None``, uninitialised on the meta device. The encoder
+        reads ``n_inputs`` columns (``n_features`` when None; twice that when the missing-value
+        mask is beside the values, see ``skae._missing``), the decoder writes ``n_features``.
+        ``network`` holds the subclass's ``_network_attributes``."""
         raise NotImplementedError
+
+    # Fitted attributes of the subclass's own that shape its network beyond
+    # hidden_layer_sizes_ (what its "auto" parameters chose), with the value that describes
+    # model files written before the attribute existed.
+    _network_attributes = {}
+
+    def _choose_network(self, n_samples, n_features):
+        """``{name: value}`` for ``_network_attributes``: what a new network is built with."""
+        return {}
+
+    def _output_activation_for(self, network):
+        """The ``output_activation`` to ask ``choose_scaling`` for, given ``network``."""
+        return self.output_activation
+
+    def _takes_missing_mask(self, stats):
+        """Whether a new network reads the missing-value mask beside the values: when the
+        training data (of ColumnStats ``stats``) have missing values."""
+        return stats.has_missing
 
     def _loss(self, state, x):
         """The training objective on a batch ``x`` in the model's units (a 0-d tensor)."""
@@ -235,7 +266,9 @@ class BaseAutoEncoder(BaseEstimator):
         """fit (``full``) or partial_fit: train on X from a fresh network, or continue the
         fitted one (``continuing``); partial_fit's continuation keeps the optimizer's state."""
         with _UnchangedOnError(self):
-            X = self._validate_input(X, reset=not continuing)
+            # A network without the mask input cannot learn from missing values.
+            missing = "refuse" if continuing and not self._reads_mask() else "allow"
+            X = self._validate_input(X, reset=not continuing, missing=missing)
             group = process_group(device)
             if continuing:
                 state = self._resume(device, keep_optimizer=not full)
@@ -243,21 +276,27 @@ class BaseAutoEncoder(BaseEstimator):
             else:
                 stats = self._column_statistics(X).over_processes(group)
                 state = self._start(X, stats, device, group)
-            self._train(state, X, group, full=full, stats=stats)
+            self._train(state, X, group, full=full, stats=stats, missing=missing)
         return self
+
+    def _reads_mask(self):
+        """Whether the fitted network reads the missing-value mask (fitted on data with NaN)."""
+        return getattr(self, "mask_input_", False)
 
     def _is_fitted(self):
         return hasattr(self, "n_iter_")
 
-    def _validate_input(self, X, *, reset):
-        """X checked as scikit-learn does. Out-of-core X is returned as it is, after checking
-        its shape and first row; ``_check_block`` checks the rest as it is read."""
+    def _validate_input(self, X, *, reset, missing="allow"):
+        """X checked as scikit-learn does. Missing values (NaN) are dealt with as ``missing``
+        says: "allow", "refuse" (a network without the mask input) or "rows" (allowed, but
+        not rows with no observed value: inference). Out-of-core X is returned as it is, after
+        checking its shape and first row; ``_check_block`` checks the rest as it is read."""
         if is_out_of_core(X):
             if len(X.shape) != 2:
                 raise ValueError(
                     f"Expected a 2D array, got an array of shape {tuple(X.shape)} instead."
                 )
-            self._validate_input(self._check_block(X[:1]), reset=reset)
+            self._validate_input(self._check_block(X[:1], missing), reset=reset)
             return X
         X = validate_data(
             self,
@@ -265,30 +304,57 @@ class BaseAutoEncoder(BaseEstimator):
             reset=reset,
             accept_sparse=("csr", "csc", "coo"),
             dtype=(np.float32, np.float64),
+            ensure_all_finite="allow-nan",
         )
-        _check_float32_range(X)
+        nan = has_nan(X)
+        if nan:
+            self._check_missing(X, missing)
+        _check_float32_range(X, nan)
         return X
 
-    def _check_block(self, block):
-        """One block of out-of-core rows as a checked float32 array (checks as validate_data)."""
+    def _check_block(self, block, missing="allow"):
+        """One block of out-of-core rows as a checked float32 array (checks as
+        ``_validate_input``)."""
         block = check_array(
-            np.asarray(block), dtype=(np.float32, np.float64), input_name="X", estimator=self
+            np.asarray(block),
+            dtype=(np.float32, np.float64),
+            input_name="X",
+            estimator=self,
+            ensure_all_finite="allow-nan",
         )
-        _check_float32_range(block)
+        nan = has_nan(block)
+        if nan:
+            self._check_missing(block, missing)
+        _check_float32_range(block, nan)
         return block.astype(np.float32, copy=False)
+
+    def _check_missing(self, X, missing):
+        """Apply the ``missing`` policy (see ``_validate_input``) to X, which holds NaN."""
+        if missing == "refuse":
+            raise refuse_nan(self)
+        if missing == "rows":
+            refuse_empty_rows(X, self)
 
     def _start(self, X, stats, device, group):
         """A fresh network, optimizer and input scaling for X, whose column statistics (over
         every process's rows) are ``stats``."""
+        if stats.counts is not None:
+            refuse_empty_columns(stats.counts, self, getattr(self, "feature_names_in_", None))
         seed = group.broadcast_seed(_draw_seed(self.random_state))
         output_activation, scaling = choose_scaling(stats, self.output_activation, device)
         n_features = X.shape[1]
         self._warn_about_data(n_features)
         hidden = resolve_hidden_layer_sizes(self.hidden_layer_sizes, n_features, self.n_components)
         generator = torch.Generator().manual_seed(seed)
-        modules = self._build_modules(n_features, hidden, output_activation, generator)
+        mask_input = self._takes_missing_mask(stats)
+        n_inputs = 2 * n_features if mask_input else None
+        modules = self._build_modules(
+            n_features, hidden, output_activation, generator, n_inputs=n_inputs
+        )
         means = scaling.to_model(torch.as_tensor(stats.mean, dtype=torch.float32))
         start_at(modules["decoder_"], means, output_activation)
+        if mask_input:
+            modules = _with_mask_input(modules, means)
         modules = {name: module.to(device) for name, module in modules.items()}
         state = TrainingState(
             modules=modules,
@@ -300,6 +366,7 @@ class BaseAutoEncoder(BaseEstimator):
         )
         state.optimizer = self._make_optimizer(state.parameters(), device)
         state.attributes["hidden_layer_sizes_"] = hidden
+        state.attributes["mask_input_"] = mask_input
         return state
 
     def _column_statistics(self, X):
@@ -335,11 +402,28 @@ class BaseAutoEncoder(BaseEstimator):
         state.optimizer = self._make_optimizer(state.parameters(), device)
         if keep_optimizer:
             load_optimizer_state(state.optimizer, optimizer.state_dict())
+        state.attributes["mask_input_"] = self._reads_mask()
         return state
 
-    def _blueprint(self, n_features, hidden_layer_sizes, output_activation):
-        """The network the parameters describe, on the meta device: no memory, no weights."""
-        return self._build_modules(n_features, hidden_layer_sizes, output_activation, None)
+    def _blueprint(
+        self, n_features, hidden_layer_sizes, output_activation, mask_input=False, **network
+    ):
+        """The network the parameters describe, on the meta device: no memory, no weights.
+        ``mask_input``: whether it reads the missing-value mask (``mask_input_``); ``network``:
+        the ``_network_attributes``."""
+        if not mask_input:
+            return self._build_modules(
+                n_features, hidden_layer_sizes, output_activation, None, **network
+            )
+        modules = self._build_modules(
+            n_features, hidden_layer_sizes, output_activation, None, n_inputs=2 * n_features,
+            **network,
+        )  # fmt: skip
+        return _with_mask_input(modules, torch.empty(n_features, device="meta"))
+
+    def _fitted_network(self):
+        """The fitted network's ``_network_attributes``."""
+        return {name: getattr(self, name) for name in self._network_attributes}
 
     def _module_unlike_params(self):
         """The name of the first fitted module that the current parameters would not build
@@ -347,7 +431,9 @@ class BaseAutoEncoder(BaseEstimator):
         hidden = self.hidden_layer_sizes
         if isinstance(hidden, str) and hidden == "auto":
             hidden = self.hidden_layer_sizes_  # what "auto" chose for this network
-        expected = self._blueprint(self.n_features_in_, hidden, self.output_activation_)
+        expected = self._blueprint(
+            self.n_features_in_, hidden, self.output_activation_, self._reads_mask()
+        )
         for name in self._module_names:
             fitted = getattr(self, name)
             if repr(fitted) != repr(expected[name]) or _shapes(fitted) != _shapes(expected[name]):
@@ -364,13 +450,14 @@ class BaseAutoEncoder(BaseEstimator):
         fused = device.type == "cpu"
         return torch.optim.Adam(parameters, lr=self.learning_rate_init, fused=fused)
 
-    def _train(self, state, X, group, *, full, stats):
+    def _train(self, state, X, group, *, full, stats, missing="allow"):
         """Train ``state`` on X, warn about how it ended, and adopt it as the fitted state.
 
         ``full`` (fit, not partial_fit) gives the call ``max_iter`` epochs, the learning-rate
         schedule, early stopping, the plateau rule and the convergence warnings; partial_fit
         trains one epoch at ``learning_rate_init``. ``stats`` (fit only) are X's column
-        statistics, from which the loss that a fit must beat is set.
+        statistics, from which the loss that a fit must beat is set. ``missing``: the NaN
+        policy for the blocks of out-of-core X (see ``_validate_input``).
         """
         (n_samples,) = group.reduce_sum(X.shape[0])
         n_samples = int(n_samples)
@@ -393,7 +480,9 @@ class BaseAutoEncoder(BaseEstimator):
             name=type(self).__name__,
             loss_to_beat=loss_to_beat,
         )
-        rows = training_rows(X, state.scaling, state.device, self._check_block)
+        rows = training_rows(
+            X, state.scaling, state.device, lambda block: self._check_block(block, missing)
+        )
         first_epoch = len(state.loss_curve)
         n_parameters = sum(p.numel() for p in state.parameters())
         flops = training_flops(n_parameters, max(1, batch_size // group.world_size))
@@ -502,10 +591,11 @@ class BaseAutoEncoder(BaseEstimator):
             )
         return modules, AffineScaling(self.input_offset_, self.input_scale_, self.device_)
 
-    def _map_rows(self, fn, X, n_out):
+    def _map_rows(self, fn, X, n_out, missing="allow"):
         """``fn(modules, scaling, x)`` (x: rows in the user's units, a float32 tensor) applied
         to X chunk by chunk, on as many threads as the work calls for; X is validated first,
-        unless it holds codes (``n_out`` columns are then the features)."""
+        unless it holds codes (``n_out`` columns are then the features). ``missing``: the NaN
+        policy for the blocks of out-of-core X (see ``_validate_input``)."""
         modules, scaling = self._fitted()
         n_parameters = sum(p.numel() for m in modules.values() for p in m.parameters())
         flops = inference_flops(n_parameters, min(X.shape[0], INFERENCE_CHUNK_ROWS))
@@ -515,17 +605,24 @@ class BaseAutoEncoder(BaseEstimator):
                 X,
                 n_out,
                 self.device_,
-                self._check_block,
+                lambda block: self._check_block(block, missing),
             )
+
+    def _inference_missing(self):
+        """The NaN policy of inference: NaN where the network reads the mask, but no row
+        without an observed value; no NaN for a network fitted on complete data."""
+        return "rows" if self._reads_mask() else "refuse"
 
     def _codes(self, X):
         """The codes of X, shape (n_samples, n_components), float32."""
         self._fitted()
-        X = self._validate_input(X, reset=False)
+        missing = self._inference_missing()
+        X = self._validate_input(X, reset=False, missing=missing)
         return self._map_rows(
             lambda modules, scaling, x: self._encode(modules, scaling.to_model(x)),
             X,
             self.n_components,
+            missing,
         )
 
     def _decoded(self, Z):
@@ -550,13 +647,20 @@ class BaseAutoEncoder(BaseEstimator):
         """Each row's mean squared reconstruction error, in the input's units: float32, the
         precision of the model (summed in float64)."""
         self._fitted()
-        X = self._validate_input(X, reset=False)
+        missing = self._inference_missing()
+        X = self._validate_input(X, reset=False, missing=missing)
+        masked = self._reads_mask()
 
         def row_errors(modules, scaling, x):
             recon = scaling.to_user(self._reconstruct(modules, scaling.to_model(x)))
+            if masked:  # the mean over each row's observed values
+                absent = torch.isnan(x)
+                squared = (recon - x).masked_fill_(absent, 0.0).square_()
+                observed = (~absent).sum(dim=1, dtype=torch.float64)
+                return (squared.sum(dim=1, dtype=torch.float64) / observed)[:, None]
             return (recon - x).square().mean(dim=1, dtype=torch.float64)[:, None]
 
-        return self._map_rows(row_errors, X, 1)[:, 0]
+        return self._map_rows(row_errors, X, 1, missing)[:, 0]
 
     # -- saving --------------------------------------------------------------------------------
 
@@ -596,6 +700,7 @@ class BaseAutoEncoder(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
+        tags.input_tags.allow_nan = True
         return tags
 
     def __getstate__(self):
@@ -717,15 +822,26 @@ def _share_to_beat(n_components, n_features):
 
 
 def _mean_variance(stats):
-    """The mean over features of their variance: the mean squared error of the column means."""
-    return float(np.mean(stats.squared_deviations / stats.n_rows))
+    """The mean over features of their variance: the mean squared error of the column means
+    (with missing values, over the observed entries)."""
+    if stats.counts is None:
+        return float(np.mean(stats.squared_deviations / stats.n_rows))
+    return float(np.sum(stats.squared_deviations) / max(1.0, float(np.sum(stats.counts))))
 
 
-def _check_float32_range(X):
+def _with_mask_input(modules, fill):
+    """``modules`` whose encoder reads the missing-value mask beside the values (it was built
+    for twice the features): behind a MissingMask that fills NaN with ``fill``."""
+    return {**modules, "encoder_": torch.nn.Sequential(MissingMask(fill), modules["encoder_"])}
+
+
+def _check_float32_range(X, has_nan=False):
     """Refuse float64 values that would become infinite in float32, the dtype of the model."""
     if X.dtype != np.float64:
         return
     values = X.data if sp.issparse(X) else X
+    if has_nan:
+        values = values[~np.isnan(values)]
     # max() and min() need no temporary array, unlike abs().
     largest = max(values.max(), -values.min()) if values.size else 0.0
     if largest > np.finfo(np.float32).max:

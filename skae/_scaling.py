@@ -38,7 +38,10 @@ class ColumnStats:
 
     Built one block of rows at a time and merged (Chan, Golub & LeVeque, 1983), so that they
     can be gathered from an array larger than memory and from every process of a distributed
-    fit.
+    fit. Missing values (NaN) are left out: ``counts`` then holds each feature's number of
+    observed values, and the range, means and deviations are those of the observed values.
+    ``counts`` is None when every value is observed, so that complete data take the same
+    arithmetic as ever.
     """
 
     n_rows: int
@@ -46,28 +49,81 @@ class ColumnStats:
     maximum: float
     mean: np.ndarray
     squared_deviations: np.ndarray
+    counts: np.ndarray | None = None
 
     @classmethod
     def of(cls, X):
         """The statistics of an in-memory block: a dense array or a sparse matrix."""
-        if sp.issparse(X):
-            mean, variance = mean_variance_axis(X.tocsr(), axis=0)
-        else:
-            mean, variance = X.mean(axis=0, dtype=np.float64), X.var(axis=0, dtype=np.float64)
         n_rows = X.shape[0]
-        return cls(n_rows, float(X.min()), float(X.max()), mean, variance * n_rows)
+        if sp.issparse(X):
+            mean, variance, counts = mean_variance_axis(X.tocsr(), axis=0, return_sum_weights=True)
+            if np.all(counts == n_rows):
+                return cls(n_rows, float(X.min()), float(X.max()), mean, variance * n_rows)
+            # A feature with no observed value has no mean: 0 stands in (it is refused later).
+            mean, variance = np.where(counts > 0, mean, 0.0), np.where(counts > 0, variance, 0.0)
+            values = X.data[~np.isnan(X.data)]
+            implicit_zeros = X.nnz < n_rows * X.shape[1]
+            low = min(values.min(initial=np.inf), 0.0 if implicit_zeros else np.inf)
+            high = max(values.max(initial=-np.inf), 0.0 if implicit_zeros else -np.inf)
+            return cls(n_rows, float(low), float(high), mean, variance * counts, counts)
+        mean = X.mean(axis=0, dtype=np.float64)
+        if not np.isnan(mean).any():  # no NaN: the mean of every column is a number
+            variance = X.var(axis=0, dtype=np.float64)
+            return cls(n_rows, float(X.min()), float(X.max()), mean, variance * n_rows)
+        missing = np.isnan(X)
+        counts = n_rows - missing.sum(axis=0)
+        mean = _divide(np.where(missing, 0.0, X).sum(axis=0, dtype=np.float64), counts)
+        centred = np.where(missing, 0.0, X - mean)
+        squared = np.einsum("ij,ij->j", centred, centred)
+        observed = X[~missing]
+        low, high = observed.min(initial=np.inf), observed.max(initial=-np.inf)
+        return cls(n_rows, float(low), float(high), mean, squared, counts)
+
+    @property
+    def observed(self):
+        """Each feature's number of observed values (an array)."""
+        if self.counts is None:
+            return np.full(self.mean.shape, self.n_rows, dtype=np.float64)
+        return self.counts
+
+    @property
+    def has_missing(self):
+        return self.counts is not None and bool(np.any(self.counts < self.n_rows))
+
+    @property
+    def variance(self):
+        """Each feature's variance over its observed values (0 for a feature with none)."""
+        if self.counts is None:
+            return self.squared_deviations / self.n_rows
+        return _divide(self.squared_deviations, self.counts)
 
     def merge(self, other):
         n_rows = self.n_rows + other.n_rows
+        minimum, maximum = min(self.minimum, other.minimum), max(self.maximum, other.maximum)
+        if self.counts is None and other.counts is None:
+            delta = other.mean - self.mean
+            return ColumnStats(
+                n_rows,
+                minimum,
+                maximum,
+                self.mean + delta * (other.n_rows / n_rows),
+                self.squared_deviations
+                + other.squared_deviations
+                + delta**2 * (self.n_rows * other.n_rows / n_rows),
+            )
+        # Chan's update per feature, each with its own count of observed values.
+        mine, theirs = self.observed, other.observed
+        counts = mine + theirs
         delta = other.mean - self.mean
         return ColumnStats(
             n_rows,
-            min(self.minimum, other.minimum),
-            max(self.maximum, other.maximum),
-            self.mean + delta * (other.n_rows / n_rows),
+            minimum,
+            maximum,
+            self.mean + delta * _divide(theirs, counts),
             self.squared_deviations
             + other.squared_deviations
-            + delta**2 * (self.n_rows * other.n_rows / n_rows),
+            + delta**2 * _divide(mine * theirs, counts),
+            counts,
         )
 
     def over_processes(self, group):
@@ -77,14 +133,30 @@ class ColumnStats:
         n_rows = int(self._reduce(group, [self.n_rows], "sum")[0])
         minimum = float(self._reduce(group, [self.minimum], "min")[0])
         maximum = float(self._reduce(group, [self.maximum], "max")[0])
-        mean = self._reduce(group, self.mean * self.n_rows, "sum") / n_rows
-        # Each process's deviations from the union's mean: its own, plus its mean's offset.
-        squared = self.squared_deviations + self.n_rows * (self.mean - mean) ** 2
-        return ColumnStats(n_rows, minimum, maximum, mean, self._reduce(group, squared, "sum"))
+        # Whether any process saw a missing value decides the arithmetic for all of them.
+        any_missing = self._reduce(group, [float(self.counts is not None)], "max")[0] > 0
+        if not any_missing:
+            mean = self._reduce(group, self.mean * self.n_rows, "sum") / n_rows
+            # Each process's deviations from the union's mean: its own, plus its mean's offset.
+            squared = self.squared_deviations + self.n_rows * (self.mean - mean) ** 2
+            return ColumnStats(n_rows, minimum, maximum, mean, self._reduce(group, squared, "sum"))
+        counts = self._reduce(group, self.observed, "sum")
+        mean = _divide(self._reduce(group, self.mean * self.observed, "sum"), counts)
+        squared = self.squared_deviations + self.observed * (self.mean - mean) ** 2
+        squared = self._reduce(group, squared, "sum")
+        return ColumnStats(n_rows, minimum, maximum, mean, squared, counts)
 
     @staticmethod
     def _reduce(group, values, op):
         return group.all_reduce(torch.as_tensor(np.asarray(values, dtype=np.float64)), op).numpy()
+
+
+def _divide(numerator, denominator):
+    """numerator / denominator, 0 where the denominator is 0 (a feature with no value yet)."""
+    numerator = np.asarray(numerator, dtype=np.float64)
+    return np.divide(
+        numerator, denominator, out=np.zeros_like(numerator), where=np.asarray(denominator) > 0
+    )
 
 
 def column_statistics(chunks):
@@ -109,7 +181,7 @@ def choose_scaling(stats, output_activation, device):
     n_features = stats.mean.shape[0]
     if output_activation == "sigmoid":
         return output_activation, AffineScaling(np.zeros(n_features), 1.0, device)
-    variance = stats.squared_deviations / stats.n_rows
+    variance = stats.variance
     # One overall scale: the root mean variance over features (1 for constant data).
     overall = float(np.sqrt(np.mean(variance)))
     scale = overall if overall > 1e-12 else 1.0

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from ._base import BaseAutoEncoder, CodesTransformerMixin, _draw_seed, _mean_variance
+from ._missing import masked_squared_error, reads_mask
 from ._modules import GaussianEncoder, mlp
 from ._persistence import register
 from ._scaling import column_statistics
@@ -138,9 +139,11 @@ input_scale_, device_, n_features_in_, feature_names_in_
     def _check_extra_params(self):
         check_float("beta", self.beta, low=0)
 
-    def _build_modules(self, n_features, hidden_layer_sizes, output_activation, generator):
+    def _build_modules(
+        self, n_features, hidden_layer_sizes, output_activation, generator, n_inputs=None
+    ):
         # The encoder's last layer gives each code's mean and log-variance.
-        sizes = [n_features, *hidden_layer_sizes, 2 * self.n_components]
+        sizes = [n_inputs or n_features, *hidden_layer_sizes, 2 * self.n_components]
         body = mlp(sizes, self.activation, generator=generator)
         decoder = self._build_decoder(n_features, hidden_layer_sizes, output_activation, generator)
         return {"encoder_": GaussianEncoder(body), "decoder_": decoder}
@@ -158,10 +161,18 @@ input_scale_, device_, n_features_in_, feature_names_in_
             mean.shape, generator=state.noise_generator, device=x.device, dtype=x.dtype
         )
         codes = mean + noise * torch.exp(0.5 * logvar)
-        squared_error = (state.modules["decoder_"](codes) - x).square()
+        output = state.modules["decoder_"](codes)
+        if reads_mask(state):
+            # The likelihood of each row's observed values only.
+            squared_error, n_observed = masked_squared_error(output, x)
+            n_features = (~torch.isnan(x)).sum(dim=1)
+            mean_squared_error = squared_error.sum() / n_observed
+        else:
+            squared_error = (output - x).square()
+            n_features = x.shape[1]
+            mean_squared_error = squared_error.mean()
         # At its optimum the variance's own gradient is zero, so it is held fixed (detached).
-        variance = squared_error.mean().detach().clamp_min(MIN_DECODER_VARIANCE)
-        n_features = x.shape[1]
+        variance = mean_squared_error.detach().clamp_min(MIN_DECODER_VARIANCE)
         negative_log_likelihood = 0.5 * (
             squared_error.sum(dim=1) / variance + n_features * torch.log(2 * math.pi * variance)
         )
@@ -170,9 +181,12 @@ input_scale_, device_, n_features_in_, feature_names_in_
 
     def _constant_loss(self, stats, scaling, share=1.0):
         # The objective of a decoder whose squared error is share x the column means', with
-        # its calibrated variance, and codes on the prior (no KL): 0.5 d (1 + log(2 pi v)).
+        # its calibrated variance, and codes on the prior (no KL): 0.5 d (1 + log(2 pi v)),
+        # d the observed values per row.
         variance = max(share * _mean_variance(stats) / scaling.scale**2, MIN_DECODER_VARIANCE)
         n_features = stats.mean.shape[0]
+        if stats.counts is not None:
+            n_features = float(np.sum(stats.counts)) / stats.n_rows
         return 0.5 * n_features * (1.0 + math.log(2 * math.pi * variance))
 
     def _fitted_extras(self, state, X, group):
