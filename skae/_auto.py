@@ -32,6 +32,11 @@ MIN_STEPS_PER_EPOCH = 32
 FIRST_HIDDEN = 256  # the design's first hidden layer, and second
 SECOND_HIDDEN = 128
 
+# early_stopping="auto" holds out a validation split below this many rows, when the split
+# holds at least MIN_VALIDATION_ROWS (a handful of rows would choose the epoch by chance).
+EARLY_STOPPING_BELOW = 10_000
+MIN_VALIDATION_ROWS = 5
+
 
 def resolve_hidden_layer_sizes(value, n_features, n_components):
     """``hidden_layer_sizes``, with "auto" chosen from the input and code widths.
@@ -47,6 +52,34 @@ def resolve_hidden_layer_sizes(value, n_features, n_components):
     if n_features > FIRST_HIDDEN:
         return (first, max(SECOND_HIDDEN, n_components))
     return (first,)
+
+
+def resolve_init(value, n_samples, n_features):
+    """``init``, with "auto" = "random" (the design's network) for inputs wider than 256
+    features with at least ``EARLY_STOPPING_BELOW`` rows, MNIST-sized image sets; "pca"
+    otherwise.
+
+    Started at PCA, a network's codes stay near PCA's coordinates. On all 60,000 MNIST images
+    (64 codes) that cut the test error far below the design's (SSE 1.60 against 3.67; PCA 7.09)
+    but lowered logistic regression on the codes from 93.4% to 91.6%, below PCA's own 91.7%. On
+    5,000 images the design's network lost to PCA (SSE 10.1 against 7.2) where the PCA start
+    reached 3.3; on tabular data the PCA start is what keeps held-out error at or below PCA's
+    at every code size.
+    """
+    if _is_auto(value):
+        wide_and_plentiful = n_features > FIRST_HIDDEN and n_samples >= EARLY_STOPPING_BELOW
+        return "random" if wide_and_plentiful else "pca"
+    return value
+
+
+def resolve_early_stopping(value, n_samples, validation_fraction=0.1):
+    """``early_stopping``, with "auto" = on below ``EARLY_STOPPING_BELOW`` rows, where a network
+    can learn its training rows by heart and a held-out ``validation_fraction`` chooses the
+    epoch to keep, provided that holds at least ``MIN_VALIDATION_ROWS`` rows."""
+    if _is_auto(value):
+        n_validation = round(validation_fraction * n_samples)
+        return n_validation >= MIN_VALIDATION_ROWS and n_samples < EARLY_STOPPING_BELOW
+    return bool(value)
 
 
 def resolve_batch_size(value, n_samples):

@@ -26,6 +26,7 @@ from ._auto import (
     check_auto_or_int,
     check_auto_or_sizes,
     resolve_batch_size,
+    resolve_early_stopping,
     resolve_hidden_layer_sizes,
     resolve_max_iter,
 )
@@ -122,11 +123,16 @@ class BaseAutoEncoder(BaseEstimator):
     # model files written before the attribute existed.
     _network_attributes = {}
 
-    def _choose_network(self, n_samples, n_features):
-        """``{name: value}`` for ``_network_attributes``: what a new network is built with."""
+    def _choose_network(self, n_samples, n_features, full):
+        """``{name: value}`` for ``_network_attributes``: what a new network is built with, for
+        fit (``full``) or partial_fit."""
         return {}
 
-    def _output_activation_for(self, network):
+    def _early_stopping_for(self, n_samples):
+        """Whether a fit on ``n_samples`` rows holds out a validation split."""
+        return resolve_early_stopping(self.early_stopping, n_samples, self.validation_fraction)
+
+    def _output_activation_for(self, network, n_features):
         """The ``output_activation`` to ask ``choose_scaling`` for, given ``network``."""
         return self.output_activation
 
@@ -168,6 +174,12 @@ class BaseAutoEncoder(BaseEstimator):
         """Fitted attributes of the subclass's own, computed once training has ended."""
         return {}
 
+    def _initialise(self, modules, X, stats, scaling, output_activation, group, **network):
+        """Set the starting point of freshly built ``modules`` (on the CPU) for training data X
+        with column statistics ``stats``: by default, a decoder that outputs the column means."""
+        means = scaling.to_model(torch.as_tensor(stats.mean, dtype=torch.float32))
+        start_at(modules["decoder_"], means, output_activation)
+
     def _constant_loss(self, stats, scaling, share=1.0):
         """The training objective of a model whose reconstruction error is ``share`` times
         that of predicting every row by the training data's column means (``stats``, a
@@ -207,7 +219,7 @@ class BaseAutoEncoder(BaseEstimator):
         check_auto_or_int("batch_size", self.batch_size, low=1)
         check_float("learning_rate_init", self.learning_rate_init, low=0, low_open=True)
         check_option("learning_rate", self.learning_rate, ("constant", "cosine"))
-        check_option("early_stopping", self.early_stopping, (True, False))
+        check_option("early_stopping", self.early_stopping, ("auto", True, False))
         check_float("validation_fraction", self.validation_fraction, low=0, high=1,
                     low_open=True, high_open=True)  # fmt: skip
         check_int("n_iter_no_change", self.n_iter_no_change, low=1)
@@ -275,7 +287,7 @@ class BaseAutoEncoder(BaseEstimator):
                 stats = self._column_statistics(X).over_processes(group) if full else None
             else:
                 stats = self._column_statistics(X).over_processes(group)
-                state = self._start(X, stats, device, group)
+                state = self._start(X, stats, device, group, full=full)
             self._train(state, X, group, full=full, stats=stats, missing=missing)
         return self
 
@@ -335,26 +347,29 @@ class BaseAutoEncoder(BaseEstimator):
         if missing == "rows":
             refuse_empty_rows(X, self)
 
-    def _start(self, X, stats, device, group):
+    def _start(self, X, stats, device, group, *, full=True):
         """A fresh network, optimizer and input scaling for X, whose column statistics (over
         every process's rows) are ``stats``."""
         if stats.counts is not None:
             refuse_empty_columns(stats.counts, self, getattr(self, "feature_names_in_", None))
         seed = group.broadcast_seed(_draw_seed(self.random_state))
-        output_activation, scaling = choose_scaling(stats, self.output_activation, device)
         n_features = X.shape[1]
+        network = self._choose_network(stats.n_rows, n_features, full)
+        output_activation, scaling = choose_scaling(
+            stats, self._output_activation_for(network, n_features), device
+        )
         self._warn_about_data(n_features)
         hidden = resolve_hidden_layer_sizes(self.hidden_layer_sizes, n_features, self.n_components)
         generator = torch.Generator().manual_seed(seed)
         mask_input = self._takes_missing_mask(stats)
         n_inputs = 2 * n_features if mask_input else None
         modules = self._build_modules(
-            n_features, hidden, output_activation, generator, n_inputs=n_inputs
+            n_features, hidden, output_activation, generator, n_inputs=n_inputs, **network
         )
-        means = scaling.to_model(torch.as_tensor(stats.mean, dtype=torch.float32))
-        start_at(modules["decoder_"], means, output_activation)
+        self._initialise(modules, X, stats, scaling, output_activation, group, **network)
         if mask_input:
-            modules = _with_mask_input(modules, means)
+            fill = scaling.to_model(torch.as_tensor(stats.mean, dtype=torch.float32))
+            modules = _with_mask_input(modules, fill)
         modules = {name: module.to(device) for name, module in modules.items()}
         state = TrainingState(
             modules=modules,
@@ -367,6 +382,7 @@ class BaseAutoEncoder(BaseEstimator):
         state.optimizer = self._make_optimizer(state.parameters(), device)
         state.attributes["hidden_layer_sizes_"] = hidden
         state.attributes["mask_input_"] = mask_input
+        state.attributes.update(network)
         return state
 
     def _column_statistics(self, X):
@@ -432,7 +448,11 @@ class BaseAutoEncoder(BaseEstimator):
         if isinstance(hidden, str) and hidden == "auto":
             hidden = self.hidden_layer_sizes_  # what "auto" chose for this network
         expected = self._blueprint(
-            self.n_features_in_, hidden, self.output_activation_, self._reads_mask()
+            self.n_features_in_,
+            hidden,
+            self.output_activation_,
+            self._reads_mask(),
+            **self._fitted_network(),
         )
         for name in self._module_names:
             fitted = getattr(self, name)
@@ -472,7 +492,7 @@ class BaseAutoEncoder(BaseEstimator):
             learning_rate_init=self.learning_rate_init,
             schedule=self.learning_rate if full else "constant",
             plateau_rule=full,
-            early_stopping=full and self.early_stopping,
+            early_stopping=full and self._early_stopping_for(n_samples),
             validation_fraction=self.validation_fraction,
             n_iter_no_change=self.n_iter_no_change,
             tol=self.tol,
@@ -520,10 +540,18 @@ class BaseAutoEncoder(BaseEstimator):
         worse_than_means = (
             f"its training loss ({losses[-1]:.4g}) is not clearly below the loss of predicting "
             f"every row by the training data's column means (clearly below is under "
-            f"{plan.loss_to_beat:.4g}): its codes carry little of X"
+            f"{plan.loss_to_beat:.4g}): training did not learn the structure of X"
             if above_means
             else ""
         )
+        kept = ""
+        if outcome.best_epoch is not None and outcome.best_epoch < outcome.epochs:
+            which = (
+                "its starting point"
+                if outcome.best_epoch == 0
+                else f"those after epoch {outcome.best_epoch}"
+            )
+            kept = f" It keeps the weights that did best on its validation rows: {which}."
         if len(losses) > 1 and not losses[-1] < losses[0]:
             message = (
                 f"{name}'s training loss did not fall: {losses[0]:.4g} after the first epoch, "
@@ -551,7 +579,7 @@ class BaseAutoEncoder(BaseEstimator):
             )
         else:
             return
-        warnings.warn(message, ConvergenceWarning, stacklevel=5)
+        warnings.warn(message + (kept if above_means else ""), ConvergenceWarning, stacklevel=5)
 
     def _make_step(self, state, batch_size, capture_graph):
         """The optimizer step on one batch: the innermost piece of the loop."""

@@ -53,20 +53,68 @@ def _linear(fan_in, fan_out, generator):
 
 
 def start_at(decoder, target, output_activation, *, margin=1e-3):
-    """Set the bias of ``decoder``'s last layer so that it outputs ``target`` (one value per
-    feature, a tensor) wherever the rest of that layer adds nothing: the network starts at the
-    constant prediction ``target`` instead of a random one.
+    """Set the bias of ``decoder``'s output layer (``last_linear``) so that it outputs
+    ``target`` (one value per feature, a tensor) wherever the rest of the network adds nothing:
+    the network starts at the constant prediction ``target`` instead of a random one.
 
     Behind a sigmoid the bias is the logit of ``target``, clipped to ``[margin, 1 - margin]``.
     A random start there can leave the sigmoid saturated at 0: on the MNIST images of the digit
     1 (mostly black), an autoencoder started at random biases stalled at an all-black output
     with 1.8 times the error of the mean image, where the sigmoid's gradient vanishes.
     """
-    last = [module for module in decoder.modules() if isinstance(module, nn.Linear)][-1]
+    last = last_linear(decoder)
     if output_activation == "sigmoid":
         target = torch.logit(target.clamp(margin, 1.0 - margin))
     with torch.no_grad():
         last.bias.copy_(target)
+
+
+class LinearPath(nn.Module):
+    """``linear(x) + nonlinear(x)``: an MLP with a linear map beside it.
+
+    With ``init="pca"`` an autoencoder's encoder and decoder are each one of these: the linear
+    maps start as PCA's projection and reconstruction and the MLPs' last layers at zero
+    (``mlp_beside_a_linear_path``), so the network starts at PCA's solution.
+    """
+
+    def __init__(self, linear, nonlinear):
+        super().__init__()
+        self.linear = linear
+        self.nonlinear = nonlinear
+
+    def forward(self, x):
+        return self.linear(x) + self.nonlinear(x)
+
+
+def mlp_beside_a_linear_path(sizes, activation, *, output_activation="identity", generator=None):
+    """``LinearPath(Linear(sizes[0], sizes[-1]), mlp(sizes))``, then ``output_activation``.
+
+    The MLP's last layer starts at zero, so that at first the module is its linear map alone;
+    the linear map's weights are for the caller to set (see ``skae._pca_start``). Without
+    hidden layers the MLP would be a second linear map: the module is then the linear map
+    alone, as ``mlp`` builds it.
+    """
+    if len(sizes) == 2:
+        return mlp(sizes, activation, output_activation=output_activation, generator=generator)
+    nonlinear = mlp(sizes, activation, generator=generator)
+    if generator is not None:
+        with torch.no_grad():
+            nonlinear[-1].weight.zero_()
+            nonlinear[-1].bias.zero_()
+    path = LinearPath(_linear(sizes[0], sizes[-1], generator), nonlinear)
+    if output_activation == "identity":
+        return path
+    return nn.Sequential(path, OUTPUT_ACTIVATIONS[output_activation]())
+
+
+def last_linear(module):
+    """The last ``nn.Linear`` of ``module``: the one that feeds its output (for a LinearPath,
+    its linear map)."""
+    if isinstance(module, LinearPath):
+        return module.linear
+    if isinstance(module, nn.Sequential) and isinstance(module[0], LinearPath):
+        return module[0].linear
+    return [m for m in module.modules() if isinstance(m, nn.Linear)][-1]
 
 
 class GaussianEncoder(nn.Module):

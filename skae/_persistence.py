@@ -47,10 +47,11 @@ from ._validation import restore_device
 FORMAT = "skae-model"
 FORMAT_VERSION = 3
 # Version 1 (skae 0.1.0, before the "auto" parameters) had no hidden_layer_sizes_: its network
-# is the one its params describe. Version 2 had no n_threads parameter.
+# is the one its params describe. Version 2 had no n_threads nor init parameter.
 READABLE_VERSIONS = (1, 2, 3)
-# Parameters added since a format version: files of older versions take their defaults.
-_PARAMS_SINCE = {"n_threads": 3}
+# Parameters added in a format version, and the value that describes files of older versions:
+# their networks were built at random ("random"), whatever init's default is now.
+_PARAMS_SINCE = {"n_threads": (3, "auto"), "init": (3, "random")}
 # Fitted attributes that are integers set only by some calls or some estimators.
 _OPTIONAL_INT_ATTRIBUTES = ("batch_size_", "max_iter_", "n_active_components_")
 _METADATA_KEY = "skae"
@@ -138,6 +139,8 @@ def save(estimator, path):
             "hidden_layer_sizes_": _to_json(
                 tuple(estimator.hidden_layer_sizes_), "hidden_layer_sizes_"
             ),
+            "mask_input_": bool(estimator._reads_mask()),
+            **{name: _to_json(value, name) for name, value in estimator._fitted_network().items()},
             **{
                 name: int(getattr(estimator, name))
                 for name in _OPTIONAL_INT_ATTRIBUTES
@@ -275,14 +278,14 @@ def load(path):
             try:
                 # The header's shapes and dtypes are checked before any tensor is read.
                 layout = {key: file.get_slice(key) for key in file.keys()}
-                estimator, hidden, blueprint = _describe(document, layout)
+                estimator, hidden, network, blueprint = _describe(document, layout)
                 tensors = {key: file.get_tensor(key) for key in file.keys()}
             except (KeyError, TypeError, AttributeError) as error:
                 raise ValueError(f"{path!r} is a damaged skae model file: {error!r}") from None
     except SafetensorError as error:
         raise ValueError(f"{path!r} is not a skae model file: {error}") from None
     try:
-        return _restore(estimator, hidden, blueprint, document, tensors)
+        return _restore(estimator, hidden, network, blueprint, document, tensors)
     except (KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"{path!r} is a damaged skae model file: {error!r}") from None
 
@@ -331,12 +334,11 @@ def _describe(document, layout):
         )
     cls = registry[name]
     params = document["params"]
-    defaults = cls().get_params(deep=False)
-    expected_params = set(defaults)
+    expected_params = set(cls().get_params(deep=False))
     if isinstance(params, dict):
         version = document["format_version"]
-        added = {key for key, since in _PARAMS_SINCE.items() if version < since}
-        params = {**{key: defaults[key] for key in added & expected_params}, **params}
+        older = {key: value for key, (since, value) in _PARAMS_SINCE.items() if version < since}
+        params = {**{key: older[key] for key in older.keys() & expected_params}, **params}
     if not isinstance(params, dict) or set(params) != expected_params:
         raise ValueError(
             f"The model file's parameters for {name} are not {name}'s parameters: "
@@ -357,7 +359,11 @@ def _describe(document, layout):
     if output_activation not in ("sigmoid", "identity"):
         raise ValueError(f"Invalid output_activation_={output_activation!r} in the model file.")
     hidden = _hidden_layer_sizes(document)
-    blueprint = estimator._blueprint(n_features, hidden, output_activation)
+    network = _network(estimator, fitted)
+    try:
+        blueprint = estimator._blueprint(n_features, hidden, output_activation, **network)
+    except ValueError as error:
+        raise ValueError(f"The model file describes an invalid network: {error}") from None
     expected = {
         f"{module_name}.{key}": tuple(value.shape)
         for module_name, module in blueprint.items()
@@ -371,7 +377,20 @@ def _describe(document, layout):
         if not key.startswith(_OPTIMIZER_PREFIX)
     }
     _check_tensors(stored, expected, f"{name}(**params) with {n_features} features")
-    return estimator, hidden, blueprint
+    return estimator, hidden, network, blueprint
+
+
+def _network(estimator, fitted):
+    """What shapes the stored network besides its hidden layers: whether it reads the
+    missing-value mask (``mask_input_``, absent before missing values were supported) and the
+    estimator's ``_network_attributes`` (absent from files written before each existed)."""
+    mask_input = fitted.get("mask_input_", False)
+    if not isinstance(mask_input, bool):
+        raise ValueError(f"Invalid mask_input_={mask_input!r} in the model file.")
+    return {
+        "mask_input": mask_input,
+        **{name: fitted.get(name, older) for name, older in estimator._network_attributes.items()},
+    }
 
 
 def _hidden_layer_sizes(document):
@@ -393,7 +412,7 @@ def _hidden_layer_sizes(document):
     return hidden
 
 
-def _restore(estimator, hidden, blueprint, document, tensors):
+def _restore(estimator, hidden, network, blueprint, document, tensors):
     """The fitted estimator: ``blueprint``'s network with the file's (checked) tensors."""
     fitted = document["fitted"]
     n_features = fitted["n_features_in_"]
@@ -450,6 +469,8 @@ def _restore(estimator, hidden, blueprint, document, tensors):
         best_loss=best_loss,
         attributes={
             "hidden_layer_sizes_": hidden,
+            "mask_input_": network["mask_input"],
+            **{name: value for name, value in network.items() if name != "mask_input"},
             **extras,
             **estimator._restored_attributes(
                 {name: stored[name].numpy() for name in estimator._saved_arrays},

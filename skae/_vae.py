@@ -56,9 +56,12 @@ class VariationalAutoEncoderTransformer(CodesTransformerMixin, BaseAutoEncoder):
         reconstructions; 0 drops the pull. On MNIST (64 components, default training) the
         aggregate codes' KL divergence from the prior is 0.09 with beta=1 against 210 with
         beta=0.
-    max_iter, batch_size, learning_rate_init, learning_rate, early_stopping, validation_fraction, \
+    max_iter, batch_size, learning_rate_init, learning_rate, validation_fraction, \
 n_iter_no_change, tol, warm_start, random_state, device, n_threads, verbose
         As in AutoEncoderTransformer.
+    early_stopping : "auto" or bool, default=False
+        As in AutoEncoderTransformer, but off by default: the validation split watches the
+        reconstruction error, which is not what a VAE trades against its KL term.
 
     Attributes
     ----------

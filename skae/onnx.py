@@ -42,7 +42,9 @@ except ImportError as error:
 from torch import nn
 
 from ._autoencoder import AutoEncoderTransformer
-from ._modules import GaussianEncoder
+from ._imputer import AutoEncoderImputer
+from ._missing import MissingMask
+from ._modules import GaussianEncoder, LinearPath
 from ._vae import VariationalAutoEncoderTransformer
 
 __all__ = [
@@ -175,6 +177,19 @@ def _silu(g, module, x):
     return g.node("Mul", [x, g.node("Sigmoid", [x])])
 
 
+def _linear_path(g, module, x):
+    linear = g.module(module.linear, x, "linear")
+    return g.node("Add", [linear, g.module(module.nonlinear, x, "nonlinear")])
+
+
+def _missing_mask(g, module, x):
+    # [x with NaN at the fill values, the 0/1 mask]: the input of a network fitted with NaN.
+    missing = g.node("IsNaN", [x])
+    filled = g.node("Where", [missing, g.constant("fill", _weights(module.fill)[None, :]), x])
+    mask = g.node("Cast", [missing], to=TensorProto.FLOAT)
+    return g.node("Concat", [filled, mask], axis=1)
+
+
 def _gaussian_mean(g, module, x):
     # The body's output is [mean, log-variance]; transform and the decoder use the mean only.
     out = g.module(module.body, x, "body")
@@ -199,6 +214,8 @@ MODULE_CONVERTERS = {
     nn.Tanh: lambda g, module, x: g.node("Tanh", [x]),
     nn.Sigmoid: lambda g, module, x: g.node("Sigmoid", [x]),
     GaussianEncoder: _gaussian_mean,
+    MissingMask: _missing_mask,
+    LinearPath: _linear_path,
 }
 
 
@@ -309,8 +326,72 @@ def _transform_converter(scope, operator, container):
     g.output(emit_encoder(g, estimator, x), operator.outputs[0])
 
 
+def _imputer_shape(operator):
+    """AutoEncoderImputer: (N, n_features) -> (N, n_features_out), in the input's float type."""
+    _check_input(operator, n_outputs=1)
+    n_rows = operator.inputs[0].get_first_dimension()
+    n_out = len(operator.raw_operator.get_feature_names_out())
+    operator.outputs[0].type = _output_type(operator)([n_rows, n_out])
+
+
+def _imputer_converter(scope, operator, container):
+    """What AutoEncoderImputer.transform computes: observed values as they are (in the input's
+    own float type), missing ones from the network (rows with no observed value: the training
+    means), empty features at 0 or dropped, then the indicator's columns."""
+    imputer = operator.raw_operator
+    g = GraphBuilder(scope, container)
+    variable = operator.inputs[0]
+    dtype = TensorProto.DOUBLE if isinstance(variable.type, DoubleTensorType) else TensorProto.FLOAT
+    x = variable.full_name
+    if isinstance(variable.type, Int64TensorType):
+        x = g.node("Cast", [x], to=TensorProto.FLOAT)
+    missing_values = imputer.missing_values
+    if isinstance(missing_values, float) and math.isnan(missing_values):
+        missing = g.node("IsNaN", [x])
+    else:
+        value = g.node("Cast", [g.constant("missing_value", missing_values)], to=dtype)
+        missing = g.node("Equal", [x, value])
+    empty = np.asarray(imputer._empty_features, dtype=bool)
+    # The network's input: float32, NaN where missing, empty features at 0.
+    x32 = x if dtype == TensorProto.FLOAT else g.node("Cast", [x], to=TensorProto.FLOAT)
+    nan = g.constant("nan", np.full((1, len(empty)), np.nan))
+    zero_empty = g.constant("empty_zero", np.where(empty, 0.0, np.nan)[None, :])
+    values = g.node("Where", [missing, nan, x32])
+    empty_mask = g.constant("empty", empty[None, :].astype(np.float32))
+    empty_bool = g.node("Cast", [empty_mask], to=TensorProto.BOOL)
+    values = g.node("Where", [empty_bool, zero_empty, values])
+    reconstruction = emit_reconstruction(g, imputer, values)
+    # Rows with no observed value (among the non-empty features) take the training means.
+    means = g.constant("means", _means(imputer)[None, :])
+    observed = g.node("Cast", [g.node("Not", [missing])], to=TensorProto.FLOAT)
+    counted = g.constant("counted", (~empty).astype(np.float32)[:, None])
+    n_observed = g.node("MatMul", [observed, counted])
+    none_observed = g.node("Equal", [n_observed, g.constant("zero", [[0.0]])])
+    reconstruction = g.node("Where", [none_observed, means, reconstruction])
+    reconstruction = g.node("Where", [empty_bool, g.constant("zeros", np.zeros((1, len(empty)))),
+                                      reconstruction])  # fmt: skip
+    if dtype != TensorProto.FLOAT:
+        reconstruction = g.node("Cast", [reconstruction], to=dtype)
+    filled = g.node("Where", [missing, reconstruction, x])
+    kept = np.flatnonzero(~empty) if not imputer.keep_empty_features else None
+    if kept is not None and len(kept) < len(empty):
+        filled = g.node("Gather", [filled, g.constant("kept", kept, np.int64)], axis=1)
+    if imputer.indicator_ is not None:
+        features = np.asarray(imputer.indicator_.features_, dtype=np.int64)
+        indicator = g.node("Gather", [missing, g.constant("features", features, np.int64)], axis=1)
+        filled = g.node("Concat", [filled, g.node("Cast", [indicator], to=dtype)], axis=1)
+    g.output(filled, operator.outputs[0])
+
+
+def _means(imputer):
+    """The imputer's training means, in the input's units (float32)."""
+    modules, scaling = imputer._fitted()
+    return scaling.to_user(modules["encoder_"][0].fill).detach().cpu().float().numpy()
+
+
 #: The registered estimators: class -> (skl2onnx alias, shape calculator, converter).
 CONVERTERS = {
+    AutoEncoderImputer: ("SkaeAutoEncoderImputer", _imputer_shape, _imputer_converter),
     AutoEncoderTransformer: ("SkaeAutoEncoderTransformer", _transform_shape, _transform_converter),
     VariationalAutoEncoderTransformer: (
         "SkaeVariationalAutoEncoderTransformer",

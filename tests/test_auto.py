@@ -13,7 +13,9 @@ from skae import AutoEncoderTransformer, VariationalAutoEncoderTransformer
 from skae._auto import (
     TARGET_STEPS,
     resolve_batch_size,
+    resolve_early_stopping,
     resolve_hidden_layer_sizes,
+    resolve_init,
     resolve_max_iter,
 )
 
@@ -84,11 +86,30 @@ def test_a_default_fit_says_what_auto_chose_and_trains_that_long(cls):
     assert est.batch_size_ == 32  # 600 // 32 = 18, raised to the least batch
     assert est.max_iter_ == math.ceil(TARGET_STEPS / math.ceil(600 / 32))
     assert est.n_iter_ <= est.max_iter_
-    first_layer = next(m for m in est.encoder_.modules() if isinstance(m, torch.nn.Linear))
-    assert first_layer.out_features == 256
+    widths = [m.out_features for m in est.encoder_.modules() if isinstance(m, torch.nn.Linear)]
+    assert 256 in widths  # the hidden layer (beside a linear path where the start is PCA's)
     # The parameters themselves stay "auto" (what fit chose lives on the fitted attributes).
     params = est.get_params()
     assert params["hidden_layer_sizes"] == params["max_iter"] == params["batch_size"] == "auto"
+
+
+@pytest.mark.parametrize(
+    "n_samples, n_features, init, early_stopping",
+    [
+        (1_797, 64, "pca", True),  # digits
+        (398, 30, "pca", True),  # breast_cancer's training split
+        (5_000, 784, "pca", True),  # a small image set
+        (9_999, 784, "pca", True),
+        (10_000, 784, "random", False),  # MNIST-sized: the design's network, every row trains
+        (60_000, 784, "random", False),
+        (60_000, 100, "pca", False),  # narrow and plentiful
+    ],
+)
+def test_init_and_early_stopping_follow_the_data(n_samples, n_features, init, early_stopping):
+    assert resolve_init("auto", n_samples, n_features) == init
+    assert resolve_early_stopping("auto", n_samples) is early_stopping
+    assert resolve_init("random", n_samples, n_features) == "random"
+    assert resolve_early_stopping(False, n_samples) is False
 
 
 def test_partial_fit_chooses_the_batch_from_each_call():

@@ -27,7 +27,11 @@ from skae._training import InMemoryRows
 def small_ae(**params):
     # Pinned rather than the library's defaults (tuned for MNIST-sized data): these small
     # fits need the smaller batches' extra steps.
+    # The design's network, started at random, with no validation split: these tests are of
+    # the API around it (the PCA start has its own tests, in test_convergence and test_auto).
     defaults = dict(
+        init="random",
+        early_stopping=False,
         n_components=8,
         hidden_layer_sizes=(32,),
         max_iter=10,

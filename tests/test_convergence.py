@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 
 from skae import AutoEncoderTransformer, VariationalAutoEncoderTransformer
@@ -48,9 +49,12 @@ def test_the_decoder_starts_at_the_given_constant(output_activation):
 def test_the_plateau_rule_waits_until_the_means_are_beaten():
     # tol=0.5 calls every epoch a plateau. A learning rate too small to move the network keeps
     # the loss at the column means': the rule must not end that fit, which then warns.
+    # The design's network, started at random with its output at the column means; no
+    # validation split, so the plateau rule watches the training loss.
     stalled = AutoEncoderTransformer(
         n_components=8, hidden_layer_sizes=(32,), learning_rate_init=1e-7,
         learning_rate="constant", tol=0.5, n_iter_no_change=1, max_iter=12, random_state=0,
+        init="random", early_stopping=False,
     )  # fmt: skip
     messages = fit_recording_warnings(stalled, X[:300])
     assert stalled.n_iter_ == 12
@@ -64,14 +68,38 @@ def test_the_plateau_rule_waits_until_the_means_are_beaten():
     assert learning.loss_curve_[-1] < _share_to_beat(8, 64) * MEANS_ERROR
 
 
-@pytest.mark.parametrize("cls", [AutoEncoderTransformer, VariationalAutoEncoderTransformer])
-def test_a_learning_rate_too_large_is_named(cls):
+@pytest.mark.parametrize(
+    "cls, params",
+    [
+        (AutoEncoderTransformer, dict(init="random", early_stopping=False)),
+        (VariationalAutoEncoderTransformer, dict(early_stopping=False)),
+    ],
+)
+def test_a_learning_rate_too_large_is_named(cls, params):
     # At learning_rate_init=1 a digits fit ends far above the column means' error.
-    est = cls(n_components=16, learning_rate_init=1.0, max_iter=30, random_state=0)
+    est = cls(n_components=16, learning_rate_init=1.0, max_iter=30, random_state=0, **params)
     messages = fit_recording_warnings(est, X)
     assert -est.score(X) > MEANS_ERROR
     assert len(messages) == 1
     assert "learning_rate_init (it is 1.0)" in messages[0]
+
+
+def test_a_learning_rate_too_large_keeps_the_pca_start_and_says_so():
+    # At the defaults on digits the fit starts at PCA and keeps the weights that do best on its
+    # validation rows. At learning_rate_init=1 training diverges: the start is kept, and the
+    # warning names the learning rate and what was kept.
+    est = AutoEncoderTransformer(n_components=16, learning_rate_init=1.0, max_iter=30,
+                                 random_state=0)  # fmt: skip
+    messages = fit_recording_warnings(est, X)
+    pca = PCA(16).fit(X)
+    pca_error = np.mean((pca.inverse_transform(pca.transform(X)) - X) ** 2)
+    assert est.init_ == "pca" and -est.score(X) < 1.01 * pca_error
+    assert len(messages) == 1
+    assert "learning_rate_init (it is 1.0)" in messages[0]
+    assert (
+        "It keeps the weights that did best on its validation rows: its starting point"
+        in (messages[0])
+    )
 
 
 @pytest.mark.parametrize("cls", [AutoEncoderTransformer, VariationalAutoEncoderTransformer])
@@ -95,7 +123,7 @@ def test_the_vae_constant_loss_is_the_objective_of_a_collapsed_model():
             last.weight.zero_()
             last.bias.zero_()
     start_at(modules["decoder_"], torch.as_tensor(X.mean(axis=0)), "identity")
-    state = types.SimpleNamespace(modules=modules, noise_generator=torch.Generator())
+    state = types.SimpleNamespace(modules=modules, noise_generator=torch.Generator(), attributes={})
     with torch.no_grad():
         objective = float(vae._loss(state, torch.as_tensor(X)))
     assert objective == pytest.approx(vae._constant_loss(stats, scaling), rel=1e-5)
@@ -113,6 +141,7 @@ def test_mostly_black_images_train_past_the_saturated_start():
         pytest.skip(f"real MNIST not available: {str(error).splitlines()[0]}")
     ones = mnist.X_train[mnist.y_train == 1][:1000]
     for seed in (0, 2):
-        est = AutoEncoderTransformer(n_components=32, max_iter=20, random_state=seed)
+        est = AutoEncoderTransformer(n_components=32, max_iter=20, random_state=seed, init="random")
         assert fit_recording_warnings(est, ones) == []
-        assert est.loss_curve_[-1] < 0.2 * float(ones.var(axis=0).mean())
+        assert est.output_activation_ == "sigmoid"
+        assert -est.score(ones) < 0.2 * float(ones.var(axis=0).mean())

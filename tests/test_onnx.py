@@ -41,9 +41,13 @@ ATOL = 1e-4  # the issue's bound on |onnxruntime - transform|
 
 
 def fitted(cls, X, **params):
-    """A small network trained briefly: the export must match whatever weights it holds."""
+    """A small network trained briefly: the export must match whatever weights it holds. The
+    autoencoder is the design's plain MLP, whose output on data in [0, 1] is a sigmoid, unless
+    ``init`` says otherwise (test_both_starts_export)."""
     defaults = dict(n_components=3, hidden_layer_sizes=(16, 8), max_iter=2, batch_size=32,
                     random_state=0, device="cpu")  # fmt: skip
+    if cls is AutoEncoderTransformer:
+        defaults["init"] = "random"
     return cls(**{**defaults, **params}).fit(X)
 
 
@@ -95,6 +99,17 @@ def test_transform_matches_for_every_activation_and_scaling(cls, activation, kin
     model = skae.onnx.to_onnx(estimator, X_train)
     assert_matches(estimator, model, X_test)
     assert ("Div" in node_types(model)) == scaled
+
+
+@pytest.mark.parametrize("init", ["pca", "random"])
+@pytest.mark.parametrize("kind", ["unit", "real"])
+def test_both_starts_export(init, kind, data):
+    # "pca" puts a linear path beside the hidden layers (an Add of two branches).
+    X_train, X_test = data[kind]
+    estimator = fitted(AutoEncoderTransformer, X_train, init=init)
+    model = skae.onnx.to_onnx(estimator, X_train)
+    assert ("Add" in node_types(model)) == (init == "pca")
+    assert_matches(estimator, model, X_test)
 
 
 @pytest.mark.parametrize("cls", ESTIMATORS)
@@ -337,3 +352,60 @@ def test_benchmark_script_runs(tmp_path, monkeypatch, capsys):
     for result in payload["results"].values():
         assert result["max_abs_difference"] < ATOL
         assert len(result["onnxruntime"]["all_rows_runs_s"]) == 2
+
+
+# -- missing values: the imputer, and transformers fitted on data with NaN ---------------------
+
+
+def data_with_holes(seed=0):
+    """150 rows in [0, 1] with 20% missing, a feature with no observed value in the first 100
+    (the training rows), and a test row with no observed value at all."""
+    rng = np.random.default_rng(seed)
+    X = rng.random((150, 10))
+    X[rng.random(X.shape) < 0.2] = np.nan
+    X[:100, 3] = np.nan
+    X[120] = np.nan
+    return X
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"add_indicator": True}, {"keep_empty_features": True, "add_indicator": True},
+     {"init": "pca"}, {"missing_values": -1.0}],
+    ids=str,
+)  # fmt: skip
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_imputer_matches_transform(params, dtype):
+    X = data_with_holes().astype(dtype)
+    if "missing_values" in params:
+        X = np.where(np.isnan(X), params["missing_values"], X).astype(dtype)
+    imputer = skae.AutoEncoderImputer(
+        **{"n_components": 3, "hidden_layer_sizes": (16,), "max_iter": 2, "init": "random",
+           "random_state": 0, "device": "cpu", **params}
+    ).fit(X[:100])  # fmt: skip
+    model = skl2onnx.to_onnx(imputer, X[:1])
+    sess = session(model)
+    for rows in (X[100:101], X[100:107], X[100:]):
+        (out,) = sess.run(None, {"X": rows})
+        expected = imputer.transform(rows)
+        assert out.dtype == dtype and out.shape == expected.shape
+        assert_allclose(out, expected, atol=ATOL, rtol=0)
+        observed = ~np.isnan(rows) if "missing_values" not in params else rows != -1
+        kept = np.flatnonzero(~imputer._empty_features | imputer.keep_empty_features)
+        # Observed values pass through bit for bit, in the input's own type.
+        columns = np.searchsorted(kept, np.arange(rows.shape[1]))
+        for j in kept:
+            rows_observed = observed[:, j]
+            assert_array_equal(out[rows_observed, columns[j]], rows[rows_observed, j])
+
+
+def test_transformer_fitted_with_missing_values_exports():
+    X = data_with_holes().astype(np.float32)
+    X[:, 3] = X[:, 4]  # no empty feature: the transformer refuses those
+    X[120, 0] = 0.5  # nor rows with nothing observed, at inference
+    for cls in ESTIMATORS:
+        estimator = fitted(cls, X[:100])
+        assert estimator.mask_input_
+        model = skl2onnx.to_onnx(estimator, X[:1])
+        assert {"IsNaN", "Where", "Concat"} <= node_types(model)
+        assert_matches(estimator, model, X[100:])

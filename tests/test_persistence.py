@@ -31,6 +31,10 @@ def tiny(cls, **params):
     defaults = dict(
         n_components=3, hidden_layer_sizes=(8, 5), max_iter=3, random_state=0, device="cpu"
     )
+    if cls is AutoEncoderTransformer:
+        # The design's plain MLPs, whose tensor names these tests edit; the PCA start's linear
+        # paths are tested in test_both_starts_round_trip.
+        defaults["init"] = "random"
     return cls(**{**defaults, **params})
 
 
@@ -169,8 +173,9 @@ def test_round_trip_of_unusual_parameters(tmp_path, cls, params):
 
 
 def test_interrupted_first_epoch_round_trips(tmp_path):
-    # n_iter_ == 0 and best_loss_ == inf: JSON must carry the infinity.
-    est = tiny(AutoEncoderTransformer)
+    # n_iter_ == 0 and best_loss_ == inf (no validation error measured before the first
+    # epoch, without early stopping): JSON must carry the infinity.
+    est = tiny(AutoEncoderTransformer, early_stopping=False)
     interrupt_at(est, epoch=1, batch=1)
     with pytest.warns(RuntimeWarning, match="interrupted"):
         est.fit(X)
@@ -342,7 +347,8 @@ def test_version_1_files_still_load(saved, tmp_path):
         document["format_version"] = 1
         for name in ("hidden_layer_sizes_", "batch_size_", "max_iter_"):
             del document["fitted"][name]
-        del document["params"]["n_threads"]
+        del document["params"]["n_threads"], document["params"]["init"]
+        del document["fitted"]["init_"], document["fitted"]["mask_input_"]
         document["params"]["batch_size"] = 256
         document["params"]["max_iter"] = 3
 
@@ -357,10 +363,13 @@ def test_version_2_files_load_with_the_parameters_added_since_at_their_defaults(
 
     def as_version_2(document):
         document["format_version"] = 2
-        del document["params"]["n_threads"]
+        del document["params"]["n_threads"], document["params"]["init"]
+        del document["fitted"]["init_"], document["fitted"]["mask_input_"]
 
     loaded = skae.load(rewrite(source, tmp_path / "v2.safetensors", edit_document=as_version_2))
-    assert loaded.get_params() == {**est.get_params(), "n_threads": "auto"}
+    # Version 2's networks were the design's, started at random.
+    assert loaded.get_params() == {**est.get_params(), "n_threads": "auto", "init": "random"}
+    assert loaded.init_ == "random" and loaded.mask_input_ is False
     assert_array_equal(loaded.transform(X), est.transform(X))
     # A file of the current version must name every parameter.
     with pytest.raises(ValueError, match=r"missing \['n_threads'\]"):
@@ -371,6 +380,34 @@ def test_version_2_files_load_with_the_parameters_added_since_at_their_defaults(
                 edit_document=lambda document: document["params"].pop("n_threads"),
             )
         )
+
+
+@pytest.mark.parametrize("init", ["pca", "random"])
+def test_both_starts_round_trip(tmp_path, init):
+    est = tiny(AutoEncoderTransformer, init=init).fit(X)
+    est.save(tmp_path / "model.safetensors")
+    document, tensors = read(tmp_path / "model.safetensors")
+    assert document["fitted"]["init_"] == init
+    assert ("encoder_.linear.weight" in tensors) == (init == "pca")
+    loaded = skae.load(tmp_path / "model.safetensors")
+    assert loaded.init_ == init
+    assert_array_equal(loaded.transform(X), est.transform(X))
+    # A file whose init_ does not describe its tensors is refused before anything is read.
+    other = "random" if init == "pca" else "pca"
+    target = rewrite(
+        tmp_path / "model.safetensors",
+        tmp_path / "edited.safetensors",
+        edit_document=lambda document: document["fitted"].update(init_=other),
+    )
+    with pytest.raises(ValueError, match="tensors do not match"):
+        skae.load(target)
+    bad = rewrite(
+        tmp_path / "model.safetensors",
+        tmp_path / "bad.safetensors",
+        edit_document=lambda document: document["fitted"].update(init_="__import__"),
+    )
+    with pytest.raises(ValueError, match="invalid network: init_='__import__' is invalid"):
+        skae.load(bad)
 
 
 def test_load_refuses_a_declared_network_it_does_not_hold_before_allocating(saved, tmp_path):

@@ -76,8 +76,10 @@ def optimizer_state(est):
 
 
 def _with_nan(n_columns):
+    # A feature with no observed value: refused by fit; a model fitted on complete data
+    # refuses any NaN.
     A = np.ones((3, n_columns))
-    A[1, 0] = np.nan
+    A[:, 0] = np.nan
     return A
 
 
@@ -89,13 +91,13 @@ def _with_value(n_columns, value, sparse=False):
 
 # name -> (input builder given the expected number of columns, error, message)
 BAD_INPUTS = {
-    "nan": (_with_nan, ValueError, "Input X contains NaN"),
+    "nan": (_with_nan, ValueError, "Input X contains NaN|every value missing"),
     "inf": (lambda n: _with_value(n, np.inf), ValueError, "Input X contains infinity"),
     "-inf": (lambda n: _with_value(n, -np.inf), ValueError, "Input X contains infinity"),
     "sparse nan": (
-        lambda n: _with_value(n, np.nan, sparse=True),
+        lambda n: sp.csr_matrix(_with_nan(n)),
         ValueError,
-        "Input X contains NaN",
+        "Input X contains NaN|every value missing",
     ),
     "beyond float32": (
         lambda n: _with_value(n, -1e300),
@@ -290,8 +292,8 @@ COMMON_BAD_PARAMS = [
     ("learning_rate_init", np.inf, r"a real number in \(0, inf\]"),
     ("learning_rate_init", "1e-3", r"a real number in \(0, inf\]"),
     ("learning_rate", "adaptive", "expected one of 'constant', 'cosine'"),
-    ("early_stopping", "yes", "expected one of True, False"),
-    ("early_stopping", 1, "expected one of True, False"),
+    ("early_stopping", "yes", "expected one of 'auto', True, False"),
+    ("early_stopping", 1, "expected one of 'auto', True, False"),
     ("validation_fraction", 0.0, r"a real number in \(0, 1\)"),
     ("validation_fraction", 1.0, r"a real number in \(0, 1\)"),
     ("n_iter_no_change", 0, "an integer >= 1"),
@@ -496,8 +498,8 @@ def test_interrupt_before_training_propagates_and_changes_nothing(cls):
     before = weights(est)
     validate = est._validate_input
 
-    def validate_then_interrupt(data, reset):
-        validate(data, reset=reset)  # resets n_features_in_ to the new data's
+    def validate_then_interrupt(data, reset, **policy):
+        validate(data, reset=reset, **policy)  # resets n_features_in_ to the new data's
         raise KeyboardInterrupt
 
     est._validate_input = validate_then_interrupt
@@ -608,17 +610,24 @@ def expected_error(A, method):
         return ValueError, r"0 sample\(s\)"
     if A.shape[1] == 0:
         return ValueError, r"0 feature\(s\)"
+    missing = np.isnan(A) if A.dtype.kind == "f" else np.zeros(A.shape, bool)
     if A.dtype.kind == "f":
-        if np.isnan(A).any():
-            return ValueError, "Input X contains NaN"
+        if missing.any() and method == "inverse_transform":
+            return ValueError, "Input X contains NaN"  # codes are never missing
         if np.isinf(A).any():
             return ValueError, "Input X contains infinity"
     if method in ("transform", "score") and A.shape[1] != N_FEATURES:
         return ValueError, f"X has {A.shape[1]} features, but .* is expecting {N_FEATURES}"
     if method == "inverse_transform" and A.shape[1] != N_COMPONENTS:
         return ValueError, f"expects codes with n_components={N_COMPONENTS} columns"
-    if A.dtype == np.float64 and np.abs(A).max() > FLOAT32_MAX:
+    if missing.any() and method in ("transform", "score"):
+        # The fitted estimators saw complete data: their networks do not read missing values.
+        return ValueError, "Input X contains NaN, but this .* was fitted on data without"
+    observed = A[~missing]
+    if A.dtype == np.float64 and observed.size and np.abs(observed).max() > FLOAT32_MAX:
         return ValueError, "beyond float32's range"
+    if missing.all(axis=0).any():  # fit, partial_fit: a feature with no observed value
+        return ValueError, "every value missing"
     return None
 
 
@@ -633,7 +642,12 @@ def test_fuzz_fit(cls, A):
             est.fit(A)
         assert fitted_attributes(est) == []
         return
-    Z = est.fit(A).transform(A)
+    est.fit(A)
+    if A.dtype.kind == "f" and np.isnan(A).all(axis=1).any():
+        with pytest.raises(ValueError, match=r"row\(s\) of X have every value missing"):
+            est.transform(A)
+        return
+    Z = est.transform(A)
     assert Z.shape == (A.shape[0], 2) and Z.dtype == np.float32
     assert np.isfinite(Z).all()
     assert np.isfinite(est.score(A))

@@ -27,6 +27,14 @@ _RANK_SEED_STRIDE = 2**20
 # warn: digits with max_iter=10 (1.8%) are undertrained, and pass.
 COSINE_TAIL_SHARE = 0.10
 
+# With early stopping, a fit keeps its best epoch over its starting point only when that epoch's
+# validation error is lower by more than this many standard errors of the rows' paired
+# differences: on a validation split of a few dozen rows, an epoch can beat the start by chance
+# alone. Without this rule, on the small scikit-learn data sets (a 10% split of 105 to 700 rows),
+# 8 of 95 data set and code size pairs ended 1-6% worse than PCA on held-out rows (mean of three
+# splits), the start being PCA's solution.
+SIGNIFICANT_IMPROVEMENT = 2.0
+
 
 @dataclass
 class TrainingState:
@@ -84,6 +92,8 @@ class Outcome:
     # schedule the share of its fall that the last quarter of the epochs brought.
     still_learning: bool = False
     tail_share: float | None = None
+    # With early stopping, the epoch (of this call) whose weights were kept; 0 is the start.
+    best_epoch: int | None = None
 
 
 def train(state, rows, make_step, plan, group, reconstruct):
@@ -111,6 +121,13 @@ def train(state, rows, make_step, plan, group, reconstruct):
 
     outcome = Outcome()
     best_weights = None
+    if validation is not None:
+        # The starting point competes too: a fit started at PCA keeps PCA's weights when no
+        # epoch beats them clearly on the held-out rows.
+        start_errors = validation_row_errors(state, validation, reconstruct)
+        state.best_loss = _mean_error(start_errors, group)
+        best_weights = start_weights = _copy_weights(state.modules)
+        outcome.best_epoch = 0
     progress = tqdm(
         range(plan.max_epochs),
         disable=plan.verbose < 1 or group.rank != 0,
@@ -125,16 +142,42 @@ def train(state, rows, make_step, plan, group, reconstruct):
                 improved = _record_epoch(state, loss, validation, reconstruct, plan, group)
                 if improved and validation is not None:
                     best_weights = _copy_weights(state.modules)
+                    outcome.best_epoch = outcome.epochs
                 progress.set_postfix(loss=f"{loss:.4g}", refresh=False)
                 if _plateaued(state, plan):
                     break
         except KeyboardInterrupt:
             outcome.interrupted = True
     if best_weights is not None:
-        for name, module in state.modules.items():
-            module.load_state_dict(best_weights[name])
+        _load_weights(state.modules, best_weights)
+        if outcome.best_epoch > 0 and not _clearly_better(
+            start_errors, validation_row_errors(state, validation, reconstruct), group
+        ):
+            _load_weights(state.modules, start_weights)
+            state.best_loss = _mean_error(start_errors, group)
+            outcome.best_epoch = 0
     _judge_progress(outcome, state, state.loss_curve[first_epoch:], plan)
     return outcome
+
+
+def _clearly_better(start_errors, best_errors, group):
+    """Whether the rows' errors fell from ``start_errors`` to ``best_errors`` by more than
+    ``SIGNIFICANT_IMPROVEMENT`` standard errors of their paired differences (over every
+    process's rows)."""
+    gain = start_errors[:, 0] - best_errors[:, 0]
+    n, total, squares = group.reduce_sum(
+        gain.numel(), float(gain.sum()), float(gain.square().sum())
+    )
+    if n < 2:
+        return total > 0
+    mean = total / n
+    spread = math.sqrt(max(squares / n - mean**2, 0.0) * n / (n - 1))
+    return mean > SIGNIFICANT_IMPROVEMENT * spread / math.sqrt(n)
+
+
+def _load_weights(modules, weights):
+    for name, module in modules.items():
+        module.load_state_dict(weights[name])
 
 
 def _plateaued(state, plan):
@@ -203,14 +246,38 @@ def _record_epoch(state, loss, validation, reconstruct, plan, group):
 
 
 def validation_error(state, rows, reconstruct, group):
-    """Mean squared reconstruction error on ``rows`` (model units), over every process's rows."""
-    total = torch.zeros((), dtype=torch.float64, device=state.device)
+    """Mean squared reconstruction error on ``rows`` (model units), over every process's rows
+    and, for a network fitted on data with missing values, over their observed entries."""
+    return _mean_error(validation_row_errors(state, rows, reconstruct), group)
+
+
+def validation_row_errors(state, rows, reconstruct):
+    """Each row's summed squared reconstruction error (model units, observed entries only for
+    a network fitted on data with missing values) and its number of entries, as a (n_rows, 2)
+    float64 tensor on the CPU: this process's rows only."""
+    masked = state.attributes.get("mask_input_", False)
+    n_features = state.scaling.offset.shape[0]
+    errors = []
     with torch.inference_mode():
         for x in rows.chunks():
-            total += (reconstruct(state.modules, x) - x).square().sum(dtype=torch.float64)
-    squared_error, n_rows = group.reduce_sum(float(total), rows.n_rows)
-    n_features = state.scaling.offset.shape[0]
-    return squared_error / (n_rows * n_features)
+            error = reconstruct(state.modules, x) - x
+            if masked:
+                missing = torch.isnan(x)
+                error.masked_fill_(missing, 0.0)
+                entries = n_features - missing.sum(dim=1)
+            else:
+                entries = torch.full((x.shape[0],), n_features, device=x.device)
+            squared = error.square().sum(dim=1, dtype=torch.float64)
+            errors.append(torch.stack([squared, entries.double()], dim=1).cpu())
+    return torch.cat(errors) if errors else torch.zeros((0, 2), dtype=torch.float64)
+
+
+def _mean_error(row_errors, group):
+    """The mean squared error per entry over every process's rows, from their row errors."""
+    squared_error, entries = group.reduce_sum(
+        float(row_errors[:, 0].sum()), float(row_errors[:, 1].sum())
+    )
+    return squared_error / max(entries, 1.0)
 
 
 def _copy_weights(modules):
