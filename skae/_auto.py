@@ -91,10 +91,10 @@ def resolve_batch_size(value, n_samples):
     return min(value, n_samples)
 
 
-def resolve_max_iter(value, n_samples, batch_size):
-    """``max_iter`` in epochs, with "auto" = the epochs that make ``TARGET_STEPS`` steps."""
+def resolve_max_iter(value, n_samples, batch_size, target_steps=TARGET_STEPS):
+    """``max_iter`` in epochs, with "auto" = the epochs that make ``target_steps`` steps."""
     if _is_auto(value):
-        return math.ceil(TARGET_STEPS / math.ceil(n_samples / batch_size))
+        return math.ceil(target_steps / math.ceil(n_samples / batch_size))
     return check_int("max_iter", value, low=1)
 
 

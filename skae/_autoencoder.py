@@ -142,10 +142,7 @@ class AutoEncoderModel(BaseAutoEncoder):
             codes, jacobian_probe = _encode_with_jvp(encoder, x_in, state.noise_generator)
         else:
             codes = encoder(x_in)
-        if reads_mask(state):
-            loss = masked_mse(decoder(codes), x)  # the observed entries only
-        else:
-            loss = F.mse_loss(decoder(codes), x)
+        loss = self._reconstruction_loss(state, decoder(codes), x)
         if self.l1_penalty > 0:
             loss = loss + self.l1_penalty * sparsity_penalty(codes)
         if self.contractive_penalty > 0 and x.shape[0] > self.n_components + 2:
@@ -153,6 +150,14 @@ class AutoEncoderModel(BaseAutoEncoder):
             # no penalty.
             loss = loss + self.contractive_penalty * contraction_penalty(codes, jacobian_probe)
         return loss
+
+    def _reconstruction_loss(self, state, output, x):
+        """The reconstruction term of the loss on a batch: the mean squared error (over the
+        observed entries, for a network that reads the missing-value mask). An estimator
+        built on this autoencoder may weigh the rows otherwise."""
+        if reads_mask(state):
+            return masked_mse(output, x)
+        return F.mse_loss(output, x)
 
     def _make_step(self, state, batch_size, capture_graph):
         # The plain reconstruction loss (with or without input noise) has its backward pass

@@ -128,6 +128,10 @@ class BaseAutoEncoder(BaseEstimator):
         fit (``full``) or partial_fit."""
         return {}
 
+    def _max_epochs_for(self, n_samples, batch_size):
+        """The epochs of a fit on ``n_samples`` rows in batches of ``batch_size``."""
+        return resolve_max_iter(self.max_iter, n_samples, batch_size)
+
     def _early_stopping_for(self, n_samples):
         """Whether a fit on ``n_samples`` rows holds out a validation split."""
         return resolve_early_stopping(self.early_stopping, n_samples, self.validation_fraction)
@@ -488,7 +492,7 @@ class BaseAutoEncoder(BaseEstimator):
             loss_to_beat = self._constant_loss(stats, state.scaling, share)
         plan = Plan(
             batch_size=batch_size,
-            max_epochs=resolve_max_iter(self.max_iter, n_samples, batch_size) if full else 1,
+            max_epochs=self._max_epochs_for(n_samples, batch_size) if full else 1,
             learning_rate_init=self.learning_rate_init,
             schedule=self.learning_rate if full else "constant",
             plateau_rule=full,
