@@ -39,7 +39,8 @@ def scripts():
     # The scripts import their helper module from their own folder, as `python script.py` does.
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(BENCHMARKS))
-        names = ("compare_pca", "grid_search", "bench_speed", "bench_variants")
+        names = ("compare_pca", "grid_search", "bench_speed", "bench_variants",
+                 "never_worse_than_pca", "bench_threads")  # fmt: skip
         modules = {name: _load(name) for name in names}
         yield {"_harness": importlib.import_module("_harness"), **modules}
 
@@ -652,3 +653,30 @@ def test_help_points_at_the_library_data_home(scripts, capsys, script):
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
     assert "$SKAE_DATA, else scikit-learn's data home" in text
     assert "../shared" not in scripts[script].__doc__ + text
+
+
+# -- never_worse_than_pca, bench_threads --------------------------------------------------------
+
+
+def test_never_worse_than_pca_reports_each_code_size(scripts, tmp_path):
+    scripts["never_worse_than_pca"].main(
+        ["--datasets", "iris", "--seeds", "2", "--output-dir", str(tmp_path), "--quiet"]
+    )
+    summary = pd.read_csv(tmp_path / "never_worse_than_pca.csv")
+    assert summary["n_components"].tolist() == [1, 2, 3]  # every size below iris's 4 features
+    assert (summary["worst_seed"] >= summary["ae_over_pca"]).all()
+    runs = pd.read_csv(tmp_path / "never_worse_than_pca_runs.csv")
+    assert len(runs) == 6 and set(runs["init"]) == {"pca"}
+    assert (
+        "data set and code size pairs at or below PCA's error"
+        in (tmp_path / "never_worse_than_pca.md").read_text()
+    )
+
+
+def test_one_busy_core_keeps_a_core_busy_while_it_lasts(scripts):
+    from skae._threads import _usable_cores, idle_cores
+
+    with scripts["bench_threads"].OneBusyCore() as busy:
+        assert busy.process.poll() is None
+        assert min(idle_cores() for _ in range(3)) <= len(_usable_cores()) - 1
+    assert busy.process.poll() is not None
