@@ -1,9 +1,16 @@
 """skae: autoencoders as scikit-learn transformers, a nonlinear drop-in for PCA."""
 
 from ._autoencoder import AutoEncoderTransformer
+from ._outliers import AutoEncoderOutlierDetector
 from ._persistence import load
 from ._vae import VariationalAutoEncoderTransformer
 
 __version__ = "0.1.0"
 
-__all__ = ["AutoEncoderTransformer", "VariationalAutoEncoderTransformer", "load", "__version__"]
+__all__ = [
+    "AutoEncoderOutlierDetector",
+    "AutoEncoderTransformer",
+    "VariationalAutoEncoderTransformer",
+    "load",
+    "__version__",
+]

@@ -2,10 +2,19 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skae import AutoEncoderTransformer, VariationalAutoEncoderTransformer
+from skae import (
+    AutoEncoderOutlierDetector,
+    AutoEncoderTransformer,
+    VariationalAutoEncoderTransformer,
+)
 
 # Small networks and few epochs: the checks test the API contract, not the model's quality.
 ESTIMATORS = [
+    # A float contamination: check_outliers_train wants outliers flagged among three Gaussian
+    # blobs, which contamination="auto" (Tukey's far-out fence) rightly finds none of.
+    AutoEncoderOutlierDetector(
+        n_components=2, contamination=0.1, hidden_layer_sizes=(8,), max_iter=5, device="cpu"
+    ),
     AutoEncoderTransformer(n_components=2, hidden_layer_sizes=(8,), max_iter=5, device="cpu"),
     VariationalAutoEncoderTransformer(
         n_components=2, hidden_layer_sizes=(8,), max_iter=5, device="cpu"
