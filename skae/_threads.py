@@ -28,6 +28,11 @@ IDLE_SAMPLE_SECONDS = 0.05
 # A core counts as idle when other processes left it idle for at least this share of the sample.
 IDLE_SHARE = 0.5
 
+# A watch is reused for this long, so that calls in quick succession (partial_fit once per
+# block or epoch, a grid search's fits) do not each wait IDLE_SAMPLE_SECONDS.
+IDLE_REUSE_SECONDS = 5.0
+_last_watch = (-float("inf"), 0)  # (time.monotonic() when taken, idle cores)
+
 
 def training_flops(n_parameters, batch_size):
     """Floating-point operations of one optimizer step: forward and backward, about 6 per
@@ -73,7 +78,18 @@ def torch_threads(n_threads):
 
 def idle_cores():
     """How many of this process's cores other processes leave idle, watched for
-    ``IDLE_SAMPLE_SECONDS`` (from Linux's /proc/stat; elsewhere, all of them)."""
+    ``IDLE_SAMPLE_SECONDS`` (from Linux's /proc/stat; elsewhere, all of them), or as watched
+    less than ``IDLE_REUSE_SECONDS`` ago."""
+    global _last_watch
+    taken, idle = _last_watch
+    if time.monotonic() - taken < IDLE_REUSE_SECONDS:
+        return idle
+    idle = _watch_idle_cores()
+    _last_watch = (time.monotonic(), idle)
+    return idle
+
+
+def _watch_idle_cores():
     cores = _usable_cores()
     before = _cpu_times(cores)
     if before is None:

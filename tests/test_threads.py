@@ -72,7 +72,8 @@ def test_torch_threads_restores_the_setting_even_after_an_error(four_torch_threa
     assert torch.get_num_threads() == 4
 
 
-def test_idle_cores_sees_a_busy_core():
+def test_idle_cores_sees_a_busy_core(monkeypatch):
+    monkeypatch.setattr(_threads, "IDLE_REUSE_SECONDS", 0.0)  # a new watch every call
     cores = len(_threads._usable_cores())
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
@@ -82,6 +83,17 @@ def test_idle_cores_sees_a_busy_core():
         spinner.kill()
         spinner.wait()
     assert busy <= cores - 1
+
+
+def test_a_recent_watch_is_reused(monkeypatch):
+    watches = []
+    monkeypatch.setattr(_threads, "_watch_idle_cores", lambda: watches.append(1) or 2)
+    monkeypatch.setattr(_threads, "_last_watch", (-float("inf"), 0))
+    assert idle_cores() == idle_cores() == 2
+    assert watches == [1]
+    monkeypatch.setattr(_threads, "IDLE_REUSE_SECONDS", 0.0)
+    idle_cores()
+    assert watches == [1, 1]
 
 
 @pytest.mark.parametrize("n_threads, expected", [(2, 2), (1, 1), ("auto", 1)])
