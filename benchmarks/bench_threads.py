@@ -39,8 +39,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skae import AutoEncoderTransformer
-from skae import _threads
+from skae import AutoEncoderTransformer, _threads
 from skae._threads import choose_threads, training_flops
 
 SETTINGS = ("auto", 1, 2)
