@@ -10,12 +10,7 @@ from sklearn.base import OutlierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._auto import resolve_max_iter
-from ._autoencoder import (
-    AutoEncoderModel,
-    _encode_with_jvp,
-    contraction_penalty,
-    sparsity_penalty,
-)
+from ._autoencoder import AutoEncoderModel
 from ._missing import masked_squared_error, reads_mask
 from ._persistence import register
 from ._threads import choose_threads, inference_flops, torch_threads
@@ -233,30 +228,18 @@ device_, n_features_in_, feature_names_in_
     def _trims(self):
         return self.support_fraction < 1.0
 
-    def _loss(self, state, x):
+    def _reconstruction_loss(self, state, output, x):
         if not self._trims():
-            return super()._loss(state, x)
-        # The autoencoder's loss (see AutoEncoderModel._loss) with the mean over the batch's
-        # rows replaced by the mean over its support_fraction best-reconstructed rows.
-        encoder, decoder = state.modules["encoder_"], state.modules["decoder_"]
-        x_in = self._corrupt(state, x)
-        if self.contractive_penalty > 0:
-            codes, jacobian_probe = _encode_with_jvp(encoder, x_in, state.noise_generator)
-        else:
-            codes = encoder(x_in)
+            return super()._reconstruction_loss(state, output, x)
+        # The mean error of the batch's support_fraction best-reconstructed rows.
         if reads_mask(state):
-            squared, _ = masked_squared_error(decoder(codes), x)
+            squared, _ = masked_squared_error(output, x)
             observed = (~torch.isnan(x)).sum(dim=1).clamp_min(1)
             row_errors = squared.sum(dim=1) / observed
         else:
-            row_errors = (decoder(codes) - x).square().mean(dim=1)
+            row_errors = (output - x).square().mean(dim=1)
         keep = max(1, math.ceil(self.support_fraction * x.shape[0]))
-        loss = torch.topk(row_errors, keep, largest=False, sorted=False).values.mean()
-        if self.l1_penalty > 0:
-            loss = loss + self.l1_penalty * sparsity_penalty(codes)
-        if self.contractive_penalty > 0 and x.shape[0] > self.n_components + 2:
-            loss = loss + self.contractive_penalty * contraction_penalty(codes, jacobian_probe)
-        return loss
+        return torch.topk(row_errors, keep, largest=False, sorted=False).values.mean()
 
     def _make_step(self, state, batch_size, capture_graph):
         if self._trims():
