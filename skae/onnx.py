@@ -45,6 +45,7 @@ from ._autoencoder import AutoEncoderTransformer
 from ._imputer import AutoEncoderImputer
 from ._missing import MissingMask
 from ._modules import GaussianEncoder, LinearPath
+from ._outliers import ENERGY_FLOOR, AutoEncoderOutlierDetector
 from ._vae import VariationalAutoEncoderTransformer
 
 __all__ = [
@@ -389,9 +390,84 @@ def _means(imputer):
     return scaling.to_user(modules["encoder_"][0].fill).detach().cpu().float().numpy()
 
 
+def _detector_shape(operator):
+    """AutoEncoderOutlierDetector, as skl2onnx's IsolationForest: (N, n_features) -> labels
+    (N, 1) int64 and scores (N, 1) = decision_function, double for double input, else float."""
+    _check_input(operator, n_outputs=2)
+    n_rows = operator.inputs[0].get_first_dimension()
+    operator.outputs[0].type = Int64TensorType([n_rows, 1])
+    operator.outputs[1].type = _output_type(operator)([n_rows, 1])
+
+
+def _detector_converter(scope, operator, container):
+    """What AutoEncoderOutlierDetector.predict and decision_function compute, in float32: the
+    reconstruction error (relative to the row's root mean square on data in [0, 1]) and the
+    squared Mahalanobis distance of the code, each over its training median, and the offset."""
+    detector = operator.raw_operator
+    g = GraphBuilder(scope, container)
+    x = g.as_float32(operator.inputs[0])
+    n_features = detector.n_features_in_
+    codes = emit_encoder(g, detector, emit_to_model(g, detector, x))
+    residual = g.node("Sub", [emit_decoder(g, detector, codes), emit_to_model(g, detector, x)])
+    # Row means as products with a column of 1 / n (no opset-dependent Reduce* signature).
+    if detector._reads_mask():  # the observed entries only
+        absent = g.node("IsNaN", [x])
+        zero = g.constant("zero", [[0.0]])
+        residual = g.node("Where", [absent, zero, residual])
+        x = g.node("Where", [absent, zero, x])
+        ones = g.constant("ones", np.ones((n_features, 1)))
+        observed = g.node("Cast", [g.node("Not", [absent])], to=TensorProto.FLOAT)
+        count = g.node("Max", [g.node("MatMul", [observed, ones]), g.constant("one", [[1.0]])])
+
+        def row_mean(values):
+            return g.node("Div", [g.node("MatMul", [values, ones]), count])
+    else:
+        column = g.constant("row_mean", np.full((n_features, 1), 1.0 / n_features))
+
+        def row_mean(values):
+            return g.node("MatMul", [values, column])
+
+    errors = row_mean(g.node("Mul", [residual, residual]))
+    if detector.unit_interval_:
+        energy = row_mean(g.node("Mul", [x, x]))
+        floor = g.constant("energy_floor", [[ENERGY_FLOOR]])
+        errors = g.node("Div", [errors, g.node("Sqrt", [g.node("Add", [energy, floor])])])
+    # (z - mean)^T P (z - mean) as the squared norm of (z - mean) L, with P = L L^T.
+    factor = np.linalg.cholesky(detector.code_precision_)
+    centred = g.node("Sub", [codes, g.constant("code_mean", detector.code_mean_[None, :])])
+    whitened = g.node("MatMul", [centred, g.constant("code_whitening", factor)])
+    sums = g.constant("sums", np.ones((detector.n_components, 1)))
+    distances = g.node("MatMul", [g.node("Mul", [whitened, whitened]), sums])
+    measure = g.node(
+        "Add",
+        [
+            g.node("Mul", [errors, g.constant("error_weight", [[1.0 / detector.error_scale_]])]),
+            g.node("Mul", [distances, g.constant("code_weight", [[1.0 / detector.code_scale_]])]),
+        ],
+    )
+    # decision_function = score_samples - offset_ = -(measure + offset_)
+    decision = g.node("Neg", [g.node("Add", [measure, g.constant("offset", [[detector.offset_]])])])
+    outlier = g.node("Cast", [g.node("Less", [decision, g.constant("zero", [[0.0]])])],
+                     to=TensorProto.INT64)  # fmt: skip
+    labels = g.node(
+        "Add",
+        [
+            g.node("Mul", [outlier, g.constant("minus_two", [[-2]], np.int64)]),
+            g.constant("one", [[1]], np.int64),
+        ],
+    )
+    g.node("Identity", [labels], output=operator.outputs[0].full_name)
+    g.output(decision, operator.outputs[1])
+
+
 #: The registered estimators: class -> (skl2onnx alias, shape calculator, converter).
 CONVERTERS = {
     AutoEncoderImputer: ("SkaeAutoEncoderImputer", _imputer_shape, _imputer_converter),
+    AutoEncoderOutlierDetector: (
+        "SkaeAutoEncoderOutlierDetector",
+        _detector_shape,
+        _detector_converter,
+    ),
     AutoEncoderTransformer: ("SkaeAutoEncoderTransformer", _transform_shape, _transform_converter),
     VariationalAutoEncoderTransformer: (
         "SkaeVariationalAutoEncoderTransformer",

@@ -409,3 +409,53 @@ def test_transformer_fitted_with_missing_values_exports():
         model = skl2onnx.to_onnx(estimator, X[:1])
         assert {"IsNaN", "Where", "Concat"} <= node_types(model)
         assert_matches(estimator, model, X[100:])
+
+
+# -- AutoEncoderOutlierDetector: labels and scores, as skl2onnx's IsolationForest -------------
+
+
+def assert_detector_matches(detector, model, X_test, double=False):
+    """onnxruntime's labels and scores match predict and decision_function (float32 against
+    the detector's float64: labels may differ only for rows at the threshold)."""
+    rows = X_test.astype(np.float64) if double else X_test
+    labels, scores = session(model).run(None, {"X": rows})
+    assert labels.shape == scores.shape == (len(X_test), 1)
+    assert labels.dtype == np.int64
+    assert scores.dtype == (np.float64 if double else np.float32)
+    decision = detector.decision_function(X_test)
+    assert_allclose(scores[:, 0], decision, atol=ATOL * (1 + np.abs(decision).max()), rtol=0)
+    differ = labels[:, 0] != detector.predict(X_test)
+    assert np.all(np.abs(decision[differ]) < 1e-3)
+
+
+@pytest.mark.parametrize("init", ["pca", "random"])
+@pytest.mark.parametrize("kind", ["unit", "real"])
+def test_detector_labels_and_scores_match(init, kind, data):
+    X_train, X_test = data[kind]
+    detector = fitted(skae.AutoEncoderOutlierDetector, X_train, init=init, contamination=0.2)
+    assert detector.unit_interval_ == (kind == "unit")
+    model = skae.onnx.to_onnx(detector, X_train)
+    assert [output.name for output in model.graph.output] == ["label", "scores"]
+    assert_detector_matches(detector, model, np.r_[X_test, X_test[:5] * 3])
+    double = skl2onnx.to_onnx(detector, X_train[:1].astype(np.float64))
+    assert_detector_matches(detector, double, X_test, double=True)
+
+
+def test_detector_fitted_on_missing_values(data):
+    X_train, X_test = (X.copy() for X in data["real"])
+    rng = np.random.default_rng(0)
+    X_train[rng.random(X_train.shape) < 0.1] = np.nan
+    X_test[rng.random(X_test.shape) < 0.1] = np.nan
+    detector = fitted(skae.AutoEncoderOutlierDetector, X_train)
+    assert detector._reads_mask()
+    assert_detector_matches(detector, skae.onnx.to_onnx(detector, X_train), X_test)
+
+
+def test_detector_in_a_pipeline(data):
+    X_train, X_test = data["real"]
+    pipe = make_pipeline(StandardScaler(), skae.AutoEncoderOutlierDetector(
+        n_components=3, max_iter=5, contamination=0.1, random_state=0, device="cpu")
+    ).fit(X_train)  # fmt: skip
+    labels, scores = session(skl2onnx.to_onnx(pipe, X_train[:1])).run(None, {"X": X_test})
+    assert_allclose(scores[:, 0], pipe.decision_function(X_test), atol=1e-3, rtol=0)
+    assert (labels[:, 0] == pipe.predict(X_test)).mean() > 0.95
