@@ -1,6 +1,7 @@
 """skae: autoencoders as scikit-learn transformers, a nonlinear drop-in for PCA."""
 
 from ._autoencoder import AutoEncoderTransformer
+from ._imputer import AutoEncoderImputer
 from ._outliers import AutoEncoderOutlierDetector
 from ._persistence import load
 from ._vae import VariationalAutoEncoderTransformer
@@ -8,6 +9,7 @@ from ._vae import VariationalAutoEncoderTransformer
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoEncoderImputer",
     "AutoEncoderOutlierDetector",
     "AutoEncoderTransformer",
     "VariationalAutoEncoderTransformer",

@@ -3,6 +3,7 @@
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skae import (
+    AutoEncoderImputer,
     AutoEncoderOutlierDetector,
     AutoEncoderTransformer,
     VariationalAutoEncoderTransformer,
@@ -10,6 +11,7 @@ from skae import (
 
 # Small networks and few epochs: the checks test the API contract, not the model's quality.
 ESTIMATORS = [
+    AutoEncoderImputer(n_components=2, hidden_layer_sizes=(8,), max_iter=5, device="cpu"),
     # A float contamination: check_outliers_train wants outliers flagged among three Gaussian
     # blobs, which contamination="auto" (Tukey's far-out fence) rightly finds none of.
     AutoEncoderOutlierDetector(

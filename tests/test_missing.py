@@ -1,6 +1,7 @@
 """Missing values (NaN) in the engine: what is learned from them, and what is refused."""
 
 import copy
+import types
 
 import numpy as np
 import pandas as pd
@@ -239,3 +240,19 @@ def test_streamed_inference_refuses_missing_values_for_a_complete_model(tmp_path
     stored[-1, 0] = np.nan  # a late block
     with pytest.raises(ValueError, match="fitted on data without missing values"):
         est.transform(stored)
+
+
+def test_a_model_fitted_on_missing_values_learns_from_hidden_values_too():
+    # With noise_type=None, a share of the observed values is hidden as missing at each step,
+    # so that the network learns to encode rows from part of their values.
+    from skae._autoencoder import MISSING_NOISE
+
+    X, _ = with_holes(DIGITS)
+    est = small(max_iter=1).fit(X)
+    state = types.SimpleNamespace(attributes={"mask_input_": True}, scaling=None,
+                                  noise_generator=torch.Generator().manual_seed(0))  # fmt: skip
+    x = torch.as_tensor(DIGITS)
+    hidden = torch.isnan(est._corrupt(state, x)).float().mean()
+    assert float(hidden) == pytest.approx(MISSING_NOISE, abs=0.01)
+    state.attributes["mask_input_"] = False  # a model fitted on complete data: no noise
+    assert not torch.isnan(est._corrupt(state, x)).any()

@@ -1,0 +1,163 @@
+"""AutoEncoderImputer: observed values kept, missing ones filled well, scikit-learn's API."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+
+import skae
+from skae import AutoEncoderImputer
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+DIGITS, LABELS = load_digits(return_X_y=True)
+DIGITS = DIGITS / 16
+
+
+def with_holes(X, share=0.2, seed=0):
+    holes = np.random.default_rng(seed).random(X.shape) < share
+    return np.where(holes, np.nan, X), holes
+
+
+def small(**params):
+    """A small, short fit: these tests are about the API, except where they say otherwise."""
+    defaults = dict(n_components=8, hidden_layer_sizes=(32,), max_iter=5, random_state=0,
+                    device="cpu")  # fmt: skip
+    return AutoEncoderImputer(**{**defaults, **params})
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X, _ = with_holes(DIGITS[:400])
+    return small().fit(X), X
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_observed_values_pass_and_missing_ones_are_filled(fitted, dtype):
+    imputer, X = fitted
+    X = X.astype(dtype)
+    out = imputer.transform(X)
+    assert out.dtype == dtype and out.shape == X.shape
+    assert not np.isnan(out).any()
+    observed = ~np.isnan(X)
+    assert_array_equal(out[observed], X[observed])  # bit for bit
+
+
+def test_imputes_digits_better_than_the_column_means():
+    # The quality check: a short default-sized fit on 20% missing digits.
+    X, holes = with_holes(DIGITS, seed=1)
+    filled = AutoEncoderImputer(max_iter=40, random_state=0, device="cpu").fit_transform(X)
+    error = np.sqrt(np.mean((filled[holes] - DIGITS[holes]) ** 2))
+    means = SimpleImputer().fit_transform(X)
+    mean_error = np.sqrt(np.mean((means[holes] - DIGITS[holes]) ** 2))
+    assert error < 0.6 * mean_error
+
+
+def test_a_row_with_no_observed_value_gets_the_training_means(fitted):
+    imputer, X = fitted
+    row = np.full((1, X.shape[1]), np.nan)
+    assert_allclose(imputer.transform(row)[0], np.nanmean(X, axis=0), atol=1e-5)
+
+
+def test_complete_training_data_still_impute_later_holes():
+    imputer = small().fit(DIGITS[:300])
+    X, holes = with_holes(DIGITS[300:400])
+    out = imputer.transform(X)
+    assert not np.isnan(out).any() and imputer.mask_input_
+
+
+def test_other_missing_values_placeholder():
+    X, holes = with_holes(DIGITS[:300])
+    X = np.where(holes, -1.0, X)
+    imputer = small(missing_values=-1).fit(X)
+    out = imputer.transform(X)
+    assert not (out == -1).any()
+    assert_array_equal(out[~holes], X[~holes])
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        imputer.transform(np.where(holes, np.nan, X))
+    assert not imputer.__sklearn_tags__().input_tags.allow_nan
+    assert AutoEncoderImputer().__sklearn_tags__().input_tags.allow_nan
+
+
+@pytest.mark.parametrize("keep_empty_features", [False, True])
+@pytest.mark.parametrize("add_indicator", [False, True])
+def test_features_and_names_as_scikit_learns_imputers(keep_empty_features, add_indicator):
+    X, _ = with_holes(DIGITS[:300])
+    X[:, 3] = np.nan  # a feature with no observed value
+    X[:, 5] = DIGITS[:300, 5]  # and one with none missing
+    frame = pd.DataFrame(X, columns=[f"pixel{i}" for i in range(64)])
+    params = dict(keep_empty_features=keep_empty_features, add_indicator=add_indicator)
+    ours, reference = small(**params).fit(frame), SimpleImputer(**params).fit(frame)
+    assert_array_equal(ours.get_feature_names_out(), reference.get_feature_names_out())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SimpleImputer warns that it skips the empty feature
+        expected = reference.transform(frame)
+    out = ours.transform(frame)
+    assert out.shape == expected.shape
+    if keep_empty_features:
+        assert_array_equal(out[:, 3], 0.0)
+    if add_indicator:
+        n_indicator = len(reference.indicator_.features_)
+        assert_array_equal(ours.indicator_.features_, reference.indicator_.features_)
+        assert_array_equal(out[:, -n_indicator:], expected[:, -n_indicator:])
+    assert_array_equal(ours.set_output(transform="pandas").transform(frame).columns,
+                       reference.get_feature_names_out())  # fmt: skip
+
+
+def test_every_feature_empty_is_refused():
+    with pytest.raises(ValueError, match="Every feature of X is entirely missing"):
+        small().fit(np.full((5, 3), np.nan))
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "message"),
+    [
+        ("masking_rate", 1.0, r"masking_rate=1.0 is invalid: expected a real number in \[0, 1\)"),
+        ("missing_values", "NA", "missing_values='NA' is invalid: expected a number or np.nan"),
+        ("add_indicator", "yes", "add_indicator='yes' is invalid"),
+    ],
+)
+def test_invalid_parameters(param, value, message):
+    with pytest.raises(ValueError, match=message):
+        small(**{param: value}).fit(DIGITS[:50])
+
+
+def test_no_partial_fit():
+    assert not hasattr(AutoEncoderImputer(), "partial_fit")
+
+
+def test_pipeline_grid_search_clone_pickle_and_model_files(tmp_path):
+    X, _ = with_holes(DIGITS[:500])
+    pipe = make_pipeline(small(), LogisticRegression(max_iter=200))
+    search = GridSearchCV(pipe, {"autoencoderimputer__masking_rate": [0.1, 0.3]}, cv=2)
+    search.fit(X, LABELS[:500])
+    assert search.best_score_ > 0.7
+    imputer = search.best_estimator_[0]
+    twin = clone(imputer)
+    assert twin.get_params() == imputer.get_params() and not hasattr(twin, "n_iter_")
+    again = pickle.loads(pickle.dumps(imputer))
+    assert_array_equal(again.transform(X), imputer.transform(X))
+    imputer.set_params(add_indicator=True, keep_empty_features=True).fit(X)
+    imputer.save(tmp_path / "imputer.safetensors")
+    loaded = skae.load(tmp_path / "imputer.safetensors")
+    assert type(loaded) is AutoEncoderImputer
+    assert_array_equal(loaded.transform(X), imputer.transform(X))
+    assert_array_equal(loaded.get_feature_names_out(), imputer.get_feature_names_out())
+
+
+def test_a_model_file_with_inconsistent_imputer_state_is_refused():
+    imputer = AutoEncoderImputer()
+    with pytest.raises(ValueError, match="expected 3 booleans"):
+        imputer._saved_array_shapes(3, {"_empty_features": [True], "_indicator_features": None})
+    with pytest.raises(ValueError, match="Invalid _indicator_features"):
+        imputer._saved_array_shapes(2, {"_empty_features": [False, False],
+                                        "_indicator_features": [5]})  # fmt: skip
