@@ -345,3 +345,37 @@ def test_no_warning_at_the_defaults_on_clean_data(data):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         AutoEncoderOutlierDetector(random_state=0, device="cpu").fit(data[0])
+
+
+# -- the benchmark -----------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # digits' tiny classes, PCA sizes
+def test_benchmark_script_runs(tmp_path, monkeypatch, capsys):
+    """benchmarks/compare_outliers.py end to end on digits standing in for MNIST, two
+    classes, one table, one seed, no PyOD."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(folder))
+    spec = importlib.util.spec_from_file_location(
+        "compare_outliers", folder / "compare_outliers.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from _harness import digits_images
+
+    monkeypatch.setattr(bench, "load_dataset", lambda *args, **kwargs: digits_images(0))
+    monkeypatch.setattr(sys, "argv", ["compare_outliers.py"])
+    assert bench.main(["--classes", "0,1", "--tables", "wine", "--seeds", "1", "--no-pyod",
+                       "--quiet", "--output-dir", str(tmp_path)]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "| skae detector" in out and "one-class mean AUROC" in out
+    frame = pd.read_csv(tmp_path / "compare_outliers_digits.csv")
+    assert set(frame["class"]) == {0, 1} and frame["auroc"].between(0, 1).all()
+    tables = pd.read_csv(tmp_path / "compare_outliers_tables.csv")
+    detector = tables[tables["method"] == "skae detector"].iloc[0]
+    assert detector["flagged_at_true_share"] == pytest.approx(detector["outlier_share"], abs=0.015)
+    assert (tmp_path / "compare_outliers.png").stat().st_size > 0
