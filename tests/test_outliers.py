@@ -161,6 +161,23 @@ def test_invalid_parameters_are_named(data, name, value, message):
     assert not hasattr(est, "offset_")
 
 
+def test_every_autoencoder_parameter_is_a_detector_parameter():
+    transformer = AutoEncoderTransformer().get_params()
+    detector_params = AutoEncoderOutlierDetector().get_params()
+    assert set(transformer) <= set(detector_params)
+    assert set(detector_params) - set(transformer) == {"contamination", "support_fraction"}
+
+
+def test_partial_fit_updates_the_statistics(data):
+    X = data[0]
+    est = detector()
+    for block in np.array_split(X, 4):
+        est.partial_fit(block)
+    assert est.n_iter_ == 4
+    assert np.isfinite(est.score_samples(X)).all()
+    assert est.code_mean_.shape == (2,) and est.code_precision_.shape == (2, 2)
+
+
 def test_unfitted_detector_raises_not_fitted(data):
     for method in ("score_samples", "decision_function", "predict"):
         with pytest.raises(NotFittedError):
