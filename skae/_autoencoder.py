@@ -57,12 +57,12 @@ class AutoEncoderModel(BaseAutoEncoder):
             return {"init_": "random"}
         return {"init_": resolve_init(self.init, n_samples, n_features)}
 
-    def _early_stopping_for(self, n_samples):
+    def _early_stopping_for(self, n_samples, state=None):
         # The validation split watches the reconstruction error, not what a regulariser asks
         # for; "auto" leaves it to the plain autoencoder.
         if self.early_stopping == "auto" and self._regularised():
             return False
-        return super()._early_stopping_for(n_samples)
+        return super()._early_stopping_for(n_samples, state)
 
     def _regularised(self):
         """Whether a sparse, denoising or contractive term is on."""

@@ -14,6 +14,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._auto import resolve_init
 from ._autoencoder import AutoEncoderModel
 from ._base import _check_float32_range
 from ._missing import has_nan
@@ -181,6 +182,12 @@ feature_names_in_
 
     def _takes_missing_mask(self, stats):
         return True  # the values to impute come at transform, whatever fit saw
+
+    def _choose_network(self, n_samples, n_features, full):
+        # The plain autoencoder's rule, though training masks values: the PCA start filled
+        # holes far better in 2,000 MNIST images (RMSE 0.101 against 0.164 from a random start)
+        # and as well on the tables (see Notes).
+        return {"init_": resolve_init(self.init, n_samples, n_features)}
 
     # -- fitting -------------------------------------------------------------------------------
 

@@ -59,7 +59,7 @@ def test_imputes_digits_better_than_the_column_means():
     error = np.sqrt(np.mean((filled[holes] - DIGITS[holes]) ** 2))
     means = SimpleImputer().fit_transform(X)
     mean_error = np.sqrt(np.mean((means[holes] - DIGITS[holes]) ** 2))
-    assert error < 0.6 * mean_error
+    assert error < 0.7 * mean_error
 
 
 def test_a_row_with_no_observed_value_gets_the_training_means(fitted):

@@ -256,3 +256,16 @@ def test_a_model_fitted_on_missing_values_learns_from_hidden_values_too():
     assert float(hidden) == pytest.approx(MISSING_NOISE, abs=0.01)
     state.attributes["mask_input_"] = False  # a model fitted on complete data: no noise
     assert not torch.isnan(est._corrupt(state, x)).any()
+
+
+def test_early_stopping_auto_is_off_for_a_network_that_reads_the_mask():
+    # Its validation error would watch rebuilt values, while training hides some.
+    X, _ = with_holes(DIGITS)
+    est = AutoEncoderTransformer(n_components=8, hidden_layer_sizes=(16,), max_iter=3,
+                                 random_state=0, device="cpu").fit(X)  # fmt: skip
+    assert est.validation_scores_ is None
+    complete = AutoEncoderTransformer(n_components=8, hidden_layer_sizes=(16,), max_iter=3,
+                                      random_state=0, device="cpu").fit(DIGITS)  # fmt: skip
+    assert complete.validation_scores_ is not None  # below 10,000 rows, for complete data
+    forced = small(max_iter=3, early_stopping=True).fit(X)
+    assert forced.validation_scores_ is not None
