@@ -161,3 +161,29 @@ def test_a_model_file_with_inconsistent_imputer_state_is_refused():
     with pytest.raises(ValueError, match="Invalid _indicator_features"):
         imputer._saved_array_shapes(2, {"_empty_features": [False, False],
                                         "_indicator_features": [5]})  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # tiny budgets, three-row bar charts
+def test_benchmark_script_runs(tmp_path, monkeypatch, capsys):
+    """benchmarks/compare_imputers.py end to end, on breast_cancer with tiny budgets."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(folder))
+    path = folder / "compare_imputers.py"
+    spec = importlib.util.spec_from_file_location("compare_imputers", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "out"
+    status = bench.main(["--cases", "breast_cancer", "--methods", "mean,knn,autoencoder",
+                         "--seeds", "2", "--max-iter", "2", "--no-downstream", "--quiet",
+                         "--output-dir", str(out)])  # fmt: skip
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "| breast_cancer | autoencoder |     2 |" in printed
+    payload = json.loads((out / "compare_imputers.json").read_text())
+    assert payload["complete"] and len(payload["runs"]) == 6
+    assert all(0 < run["rmse"] < 0.5 for run in payload["runs"])
+    assert (out / "compare_imputers.png").stat().st_size > 0
