@@ -214,6 +214,12 @@ class AutoEncoderTransformer(CodesTransformerMixin, AutoEncoderModel):
     optional regularisers make it a sparse, denoising or contractive autoencoder; they combine
     freely and are ordinary parameters for GridSearchCV.
 
+    X may have missing values (NaN). The network then also reads which values are missing
+    (``mask_input_``), learns from the observed values only and, with ``noise_type=None``, is
+    trained with 20% of them hidden as well, so that it encodes incomplete rows much as complete
+    ones. Features with no observed value are refused by fit, and rows with none at inference;
+    a model fitted on complete data refuses NaN. See AutoEncoderImputer to fill the holes.
+
     Data in [0, 1] (for example image pixels) are modelled as they are, with a sigmoid output
     layer. Other data are centred per feature and divided by one overall scale, with a linear
     output layer. Either way ``inverse_transform`` returns the input's own units and ``score``
@@ -368,6 +374,9 @@ class AutoEncoderTransformer(CodesTransformerMixin, AutoEncoderModel):
         See ``input_offset_``.
     device_ : torch.device
         The device the model lives on.
+    mask_input_ : bool
+        Whether the network reads the missing-value mask beside the values: True when the
+        training data had missing values.
     n_features_in_ : int
         Number of features seen in fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
