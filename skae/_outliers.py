@@ -296,18 +296,16 @@ device_, n_features_in_, feature_names_in_
             codes = self._encode(modules, x_model)
             residual = self._decode(modules, codes) - x_model
             if masked:
-                observed = (~absent).sum(dim=1, keepdim=True, dtype=torch.float64).clamp_min(1)
+                observed = (~absent).sum(dim=1, keepdim=True, dtype=dtype).clamp_min(1)
                 errors = (
-                    residual.masked_fill(absent, 0.0)
-                    .square()
-                    .sum(dim=1, keepdim=True, dtype=torch.float64)
+                    residual.masked_fill(absent, 0.0).square().sum(dim=1, keepdim=True, dtype=dtype)
                     / observed
                 )
                 filled = x.masked_fill(absent, 0.0)
-                energy = filled.square().sum(dim=1, keepdim=True, dtype=torch.float64) / observed
+                energy = filled.square().sum(dim=1, keepdim=True, dtype=dtype) / observed
             else:
-                errors = residual.square().mean(dim=1, keepdim=True, dtype=torch.float64)
-                energy = x.square().mean(dim=1, keepdim=True, dtype=torch.float64)
+                errors = residual.square().mean(dim=1, keepdim=True, dtype=dtype)
+                energy = x.square().mean(dim=1, keepdim=True, dtype=dtype)
             columns = [errors, energy, codes]
             if fit:
                 low = x.masked_fill(absent, 0.0) if masked else x
@@ -315,16 +313,17 @@ device_, n_features_in_, feature_names_in_
                 columns += [low.amax(dim=1, keepdim=True)]
             return torch.cat(columns, dim=1)
 
-        # In float64, so that a row's score does not depend on the rows computed with it
-        # (float32 matrix products round differently for different numbers of rows).
-        modules = {name: copy.deepcopy(module).double() for name, module in modules.items()}
+        # In float64 (MPS has none), so that a row's score does not depend on the rows computed
+        # with it (float32 matrix products round differently for different numbers of rows).
+        dtype = torch.float32 if torch.device(device).type == "mps" else torch.float64
+        modules = {name: copy.deepcopy(m).to(dtype) for name, m in modules.items()}
         out = np.empty((X.shape[0], 2 + self.n_components + 2 * fit))
         n_parameters = sum(p.numel() for m in modules.values() for p in m.parameters())
         flops = inference_flops(n_parameters, min(X.shape[0], INFERENCE_CHUNK_ROWS))
         check = lambda block: self._check_block(block, missing)  # noqa: E731
         with torch_threads(choose_threads(self.n_threads, flops, device)), torch.inference_mode():
             for start, x in iter_chunks(X, device, check):
-                out[start : start + x.shape[0]] = parts(x.double()).cpu().numpy()
+                out[start : start + x.shape[0]] = parts(x.to(dtype)).cpu().double().numpy()
         return out
 
     def score_samples(self, X):
