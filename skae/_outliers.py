@@ -6,6 +6,7 @@ import numbers
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from sklearn.base import OutlierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 
@@ -218,6 +219,11 @@ device_, n_features_in_, feature_names_in_
                 )
             check_float("contamination", self.contamination, low=0, high=0.5, low_open=True)
         check_float("support_fraction", self.support_fraction, low=0, high=1, low_open=True)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            raise NotImplementedError(
+                f"{type(self).__name__} does not train under torch.distributed yet: its "
+                "scores' statistics would come from the training rows of one process."
+            )
 
     # -- training ------------------------------------------------------------------------------
 
@@ -250,11 +256,6 @@ device_, n_features_in_, feature_names_in_
         return super()._make_step(state, batch_size, capture_graph)
 
     def _fitted_extras(self, state, X, group):
-        if group.world_size > 1:
-            raise NotImplementedError(
-                f"{type(self).__name__} does not train under torch.distributed yet: its "
-                "scores' statistics are taken from the training rows of one process."
-            )
         extras = super()._fitted_extras(state, X, group)
         parts = self._row_parts(
             state.modules, state.scaling, state.device, X, state.attributes, "allow", fit=True

@@ -396,3 +396,14 @@ def test_benchmark_script_runs(tmp_path, monkeypatch, capsys):
     detector = tables[tables["method"] == "skae detector"].iloc[0]
     assert detector["flagged_at_true_share"] == pytest.approx(detector["outlier_share"], abs=0.015)
     assert (tmp_path / "compare_outliers.png").stat().st_size > 0
+
+
+def test_distributed_training_is_refused_before_training(data, monkeypatch):
+    import torch.distributed as dist
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    est = detector()
+    with pytest.raises(NotImplementedError, match="torch.distributed"):
+        est.fit(data[0])
+    assert not hasattr(est, "n_iter_")
