@@ -32,8 +32,9 @@ MIN_STEPS_PER_EPOCH = 32
 FIRST_HIDDEN = 256  # the design's first hidden layer, and second
 SECOND_HIDDEN = 128
 
-# early_stopping="auto" holds out a validation split below this many rows, when the split
-# holds at least MIN_VALIDATION_ROWS (a handful of rows would choose the epoch by chance).
+# early_stopping="auto" holds out a validation split below this many rows, of at least
+# MIN_VALIDATION_ROWS rows (more than validation_fraction of a very small data set), leaving as
+# many to train on.
 EARLY_STOPPING_BELOW = 10_000
 MIN_VALIDATION_ROWS = 5
 
@@ -72,14 +73,20 @@ def resolve_init(value, n_samples, n_features):
     return value
 
 
-def resolve_early_stopping(value, n_samples, validation_fraction=0.1):
-    """``early_stopping``, with "auto" = on below ``EARLY_STOPPING_BELOW`` rows, where a network
-    can learn its training rows by heart and a held-out ``validation_fraction`` chooses the
-    epoch to keep, provided that holds at least ``MIN_VALIDATION_ROWS`` rows."""
-    if _is_auto(value):
-        n_validation = round(validation_fraction * n_samples)
-        return n_validation >= MIN_VALIDATION_ROWS and n_samples < EARLY_STOPPING_BELOW
-    return bool(value)
+def resolve_validation_share(early_stopping, n_samples, validation_fraction=0.1):
+    """The share of the rows held out for early stopping, or None for no early stopping.
+
+    ``early_stopping=True`` holds out ``validation_fraction``. "auto" holds out a split below
+    ``EARLY_STOPPING_BELOW`` rows, where a network can learn its training rows by heart and a
+    held-out split chooses the epoch to keep: ``validation_fraction``, or
+    ``MIN_VALIDATION_ROWS`` rows where that is fewer (linnerud's 14 training rows: 5), and none
+    below ``2 * MIN_VALIDATION_ROWS`` rows.
+    """
+    if _is_auto(early_stopping):
+        if not 2 * MIN_VALIDATION_ROWS <= n_samples < EARLY_STOPPING_BELOW:
+            return None
+        return max(validation_fraction, MIN_VALIDATION_ROWS / n_samples)
+    return validation_fraction if early_stopping else None
 
 
 def resolve_batch_size(value, n_samples):

@@ -57,12 +57,12 @@ class AutoEncoderModel(BaseAutoEncoder):
             return {"init_": "random"}
         return {"init_": resolve_init(self.init, n_samples, n_features)}
 
-    def _early_stopping_for(self, n_samples, state=None):
+    def _validation_share_for(self, n_samples, state=None):
         # The validation split watches the reconstruction error, not what a regulariser asks
         # for; "auto" leaves it to the plain autoencoder.
         if self.early_stopping == "auto" and self._regularised():
-            return False
-        return super()._early_stopping_for(n_samples, state)
+            return None
+        return super()._validation_share_for(n_samples, state)
 
     def _regularised(self):
         """Whether a sparse, denoising or contractive term is on."""
@@ -310,14 +310,15 @@ class AutoEncoderTransformer(CodesTransformerMixin, AutoEncoderModel):
         Hutter, 2017). ``partial_fit`` always uses ``learning_rate_init``.
     early_stopping : "auto" or bool, default="auto"
         Hold out ``validation_fraction`` of the training data, stop when its reconstruction
-        error stops improving, and keep the weights of the best epoch (the starting point
-        included, so a fit started at PCA keeps PCA's weights when no epoch beats them on
-        the held-out rows, unless an epoch beats them by more than two standard errors of
-        the rows' paired differences). "auto" is on for fewer than 10,000 training rows,
-        where a network can learn its rows by heart, when the split holds at least 5 rows;
-        off for more rows, where every row is worth training on, and for the sparse,
-        denoising and contractive variants, whose aim is not the reconstruction error it
-        watches.
+        error stops improving, and keep the weights of the best epoch. The starting point
+        competes too, and an epoch replaces it only when better by more than two standard
+        errors of the rows' paired differences, so a fit started at PCA keeps PCA's weights
+        unless the hidden layers clearly add to them. "auto" is on for 10 to 9,999 training
+        rows, where a network can learn its rows by heart (holding out at least 5 rows, more
+        than ``validation_fraction`` of a very small data set), and off for more rows, where
+        every row is worth training on, for the sparse, denoising and contractive variants,
+        whose aim is not the reconstruction error it watches, and for data with missing
+        values.
     validation_fraction : float, default=0.1
         Share of the training data held out for early stopping.
     n_iter_no_change : int, default=10

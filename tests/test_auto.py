@@ -13,10 +13,10 @@ from skae import AutoEncoderTransformer, VariationalAutoEncoderTransformer
 from skae._auto import (
     TARGET_STEPS,
     resolve_batch_size,
-    resolve_early_stopping,
     resolve_hidden_layer_sizes,
     resolve_init,
     resolve_max_iter,
+    resolve_validation_share,
 )
 
 
@@ -94,22 +94,25 @@ def test_a_default_fit_says_what_auto_chose_and_trains_that_long(cls):
 
 
 @pytest.mark.parametrize(
-    "n_samples, n_features, init, early_stopping",
+    "n_samples, n_features, init, validation_share",
     [
-        (1_797, 64, "pca", True),  # digits
-        (398, 30, "pca", True),  # breast_cancer's training split
-        (5_000, 784, "pca", True),  # a small image set
-        (9_999, 784, "pca", True),
-        (10_000, 784, "random", False),  # MNIST-sized: the design's network, every row trains
-        (60_000, 784, "random", False),
-        (60_000, 100, "pca", False),  # narrow and plentiful
+        (1_797, 64, "pca", 0.1),  # digits
+        (398, 30, "pca", 0.1),  # breast_cancer's training split
+        (14, 3, "pca", 5 / 14),  # linnerud's: at least 5 rows held out
+        (9, 3, "pca", None),  # too few to hold out 5 and train on as many
+        (5_000, 784, "pca", 0.1),  # a small image set
+        (9_999, 784, "pca", 0.1),
+        (10_000, 784, "random", None),  # MNIST-sized: the design's network, every row trains
+        (60_000, 784, "random", None),
+        (60_000, 100, "pca", None),  # narrow and plentiful
     ],
 )
-def test_init_and_early_stopping_follow_the_data(n_samples, n_features, init, early_stopping):
+def test_init_and_early_stopping_follow_the_data(n_samples, n_features, init, validation_share):
     assert resolve_init("auto", n_samples, n_features) == init
-    assert resolve_early_stopping("auto", n_samples) is early_stopping
+    assert resolve_validation_share("auto", n_samples) == validation_share
     assert resolve_init("random", n_samples, n_features) == "random"
-    assert resolve_early_stopping(False, n_samples) is False
+    assert resolve_validation_share(False, n_samples) is None
+    assert resolve_validation_share(True, n_samples, 0.2) == 0.2
 
 
 def test_partial_fit_chooses_the_batch_from_each_call():

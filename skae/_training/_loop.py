@@ -148,7 +148,8 @@ def train(state, rows, make_step, plan, group, reconstruct):
                     break
         except KeyboardInterrupt:
             outcome.interrupted = True
-    if best_weights is not None:
+    if best_weights is not None and not outcome.interrupted:
+        # (An interrupted fit keeps the weights of its last completed batch, as it says.)
         _load_weights(state.modules, best_weights)
         if outcome.best_epoch > 0 and not _clearly_better(
             start_errors, validation_row_errors(state, validation, reconstruct), group
