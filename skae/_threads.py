@@ -13,6 +13,7 @@ than torch's own setting (``torch.get_num_threads()``: the cores, or what the us
 that other processes leave idle. The count is set for the call only and restored afterwards.
 """
 
+import math
 import os
 import time
 from contextlib import contextmanager
@@ -25,7 +26,8 @@ FLOPS_PER_THREAD = 100e6
 # How long the idle cores are watched before a call that would use several threads.
 IDLE_SAMPLE_SECONDS = 0.05
 
-# A core counts as idle when other processes left it idle for at least this share of the sample.
+# Other processes' load is counted in whole cores, rounded: a core's worth of their time over the
+# watch counts as one busy core from this share of it on (0.5: rounded to the nearest).
 IDLE_SHARE = 0.5
 
 # A watch is reused for this long, so that calls in quick succession (partial_fit once per
@@ -90,19 +92,20 @@ def idle_cores():
 
 
 def _watch_idle_cores():
+    """The cores that other processes leave idle: the cores' busy time over the watch, less this
+    process's own (torch's OpenMP threads spin for a while after each parallel region, which
+    must not pass for another process's load), counted in whole cores."""
     cores = _usable_cores()
-    before = _cpu_times(cores)
+    before, own_before = _busy_seconds(cores), time.process_time()
     if before is None:
         return len(cores)
+    start = time.monotonic()
     time.sleep(IDLE_SAMPLE_SECONDS)
-    after = _cpu_times(cores)
-    idle = 0
-    for core, (busy_before, total_before) in before.items():
-        busy_after, total_after = after.get(core, (busy_before, total_before))
-        elapsed = total_after - total_before
-        if elapsed <= 0 or (busy_after - busy_before) / elapsed <= 1.0 - IDLE_SHARE:
-            idle += 1
-    return idle
+    after, own_after = _busy_seconds(cores), time.process_time()
+    elapsed = time.monotonic() - start
+    others = max(0.0, (after - before) - (own_after - own_before)) / elapsed
+    busy = math.floor(others + IDLE_SHARE)
+    return max(0, len(cores) - busy)
 
 
 def _usable_cores():
@@ -112,19 +115,19 @@ def _usable_cores():
         return list(range(os.cpu_count() or 1))
 
 
-def _cpu_times(cores):
-    """``{core: (busy ticks, total ticks)}`` for the given cores, or None without /proc/stat."""
+def _busy_seconds(cores):
+    """The seconds the given cores have spent busy since boot (Linux's /proc/stat), or None
+    where there is no /proc/stat."""
     try:
         with open("/proc/stat", encoding="ascii") as file:
             lines = file.readlines()
     except OSError:
         return None
-    wanted = {f"cpu{core}": core for core in cores}
-    times = {}
+    wanted = {f"cpu{core}" for core in cores}
+    ticks = 0
     for line in lines:
         name, *fields = line.split()
         if name in wanted:
-            ticks = [int(value) for value in fields[:8]]
-            idle = ticks[3] + ticks[4]  # idle and iowait
-            times[wanted[name]] = (sum(ticks) - idle, sum(ticks))
-    return times or None
+            values = [int(value) for value in fields[:8]]
+            ticks += sum(values) - values[3] - values[4]  # all but idle and iowait
+    return ticks / os.sysconf("SC_CLK_TCK")
