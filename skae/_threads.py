@@ -2,10 +2,10 @@
 
 skae's networks and batches are small. torch's intra-op threads synchronise at every
 operation, so a second thread buys little on a small step and costs a lot when it loses its
-core: on 2 cores with another process busy on one, a digits fit (8 MFLOP per step) took 11
-times as long with 2 threads as with 1, and a 10,000-image MNIST epoch (745 MFLOP per step) 3
-times as long. Measured on an idle 2-core machine (`benchmarks/bench_threads.py`), 2 threads
-are no faster than 1 below about 100 MFLOP per step, and 1.5 times faster at MNIST's 745.
+core: on 2 cores with another process busy on one, the README's digits fit (8 MFLOP per step)
+took 8 times as long with 2 threads as with 1, and an MNIST epoch (745 MFLOP per step) 15 times
+(`benchmarks/bench_threads.py`). On an idle 2-core machine, 2 threads are no faster than 1
+below about 100 MFLOP per step, and 1.5 times faster at MNIST's 745.
 
 So ``n_threads="auto"`` gives one thread per ``FLOPS_PER_THREAD`` of work per step, never more
 than torch's own setting (``torch.get_num_threads()``: the cores, or what the user or

@@ -419,7 +419,11 @@ def test_compare_pca_killed_during_a_fit_keeps_the_finished_rows(tmp_path):
     _assert_kept_pca_row_only(out)
 
 
-def test_ctrl_c_during_a_fit_stops_the_run_and_keeps_the_finished_rows(scripts, tmp_path, capsys):
+def test_ctrl_c_during_a_fit_stops_the_run_and_keeps_the_finished_rows(
+    scripts, tmp_path, capsys, monkeypatch
+):
+    # An endless fit: no validation split (early_stopping="auto" would end it on digits).
+    monkeypatch.setattr("skae._auto.EARLY_STOPPING_BELOW", 0)
     out = tmp_path / "results"
 
     def press_ctrl_c():
