@@ -174,13 +174,14 @@ class AutoEncoderModel(BaseAutoEncoder):
         ):
             corrupt = lambda x: self._corrupt(state, x)  # noqa: E731
             return _backprop.BackpropStep(layers, state.optimizer, corrupt)
-        # Hiding values draws random numbers, which a captured CUDA graph would replay frozen.
-        capture_graph = capture_graph and not reads_mask(state)
         return super()._make_step(state, batch_size, capture_graph)
 
-    def _draws_random_numbers(self):
-        return (self.noise_type is not None and self.noise_level > 0) or (
-            self.contractive_penalty > 0
+    def _draws_random_numbers(self, state):
+        # A network that reads the missing-value mask is trained with values hidden at random.
+        return (
+            reads_mask(state)
+            or (self.noise_type is not None and self.noise_level > 0)
+            or self.contractive_penalty > 0
         )
 
     def _corrupt(self, state, x):

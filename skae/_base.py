@@ -200,8 +200,9 @@ class BaseAutoEncoder(BaseEstimator):
         the mean variance of the features, in the model's units."""
         return share * _mean_variance(stats) / scaling.scale**2
 
-    def _draws_random_numbers(self):
-        """Whether ``_loss`` draws random numbers (which a CUDA graph would replay frozen)."""
+    def _draws_random_numbers(self, state):
+        """Whether ``_loss`` draws random numbers when training ``state`` (which a CUDA graph
+        would replay frozen)."""
         return False
 
     # -- what a subclass adds to its model files (see skae._persistence) ----------------------
@@ -598,7 +599,7 @@ class BaseAutoEncoder(BaseEstimator):
     def _make_step(self, state, batch_size, capture_graph):
         """The optimizer step on one batch: the innermost piece of the loop."""
         compute_loss = lambda x: self._loss(state, x)  # noqa: E731
-        if capture_graph and state.device.type == "cuda" and not self._draws_random_numbers():
+        if capture_graph and state.device.type == "cuda" and not self._draws_random_numbers(state):
             return CudaGraphStep(compute_loss, state.optimizer, batch_size=batch_size)
         return TrainingStep(compute_loss, state.optimizer)
 

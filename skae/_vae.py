@@ -151,7 +151,7 @@ input_scale_, device_, n_features_in_, feature_names_in_
         decoder = self._build_decoder(n_features, hidden_layer_sizes, output_activation, generator)
         return {"encoder_": GaussianEncoder(body), "decoder_": decoder}
 
-    def _draws_random_numbers(self):
+    def _draws_random_numbers(self, state):
         return True  # the reparameterised codes
 
     def _encode(self, modules, x):
