@@ -441,15 +441,13 @@ class BaseAutoEncoder(BaseEstimator):
         """The network the parameters describe, on the meta device: no memory, no weights.
         ``mask_input``: whether it reads the missing-value mask (``mask_input_``); ``network``:
         the ``_network_attributes``."""
-        if not mask_input:
-            return self._build_modules(
-                n_features, hidden_layer_sizes, output_activation, None, **network
-            )
+        n_inputs = 2 * n_features if mask_input else None
         modules = self._build_modules(
-            n_features, hidden_layer_sizes, output_activation, None, n_inputs=2 * n_features,
-            **network,
-        )  # fmt: skip
-        return _with_mask_input(modules, torch.empty(n_features, device="meta"))
+            n_features, hidden_layer_sizes, output_activation, None, n_inputs=n_inputs, **network
+        )
+        if mask_input:
+            modules = _with_mask_input(modules, torch.empty(n_features, device="meta"))
+        return modules
 
     def _fitted_network(self):
         """The fitted network's ``_network_attributes``."""
