@@ -37,6 +37,7 @@ from ._missing import (
     refuse_empty_columns,
     refuse_empty_rows,
     refuse_nan,
+    row_squared_errors,
 )
 from ._modules import ACTIVATIONS, OUTPUT_ACTIVATIONS, mlp, start_at
 from ._persistence import save as _save
@@ -693,13 +694,10 @@ class BaseAutoEncoder(BaseEstimator):
         masked = self._reads_mask()
 
         def row_errors(modules, scaling, x):
+            # The mean over each row's entries (its observed ones, for a masked network).
             recon = scaling.to_user(self._reconstruct(modules, scaling.to_model(x)))
-            if masked:  # the mean over each row's observed values
-                absent = torch.isnan(x)
-                squared = (recon - x).masked_fill_(absent, 0.0).square_()
-                observed = (~absent).sum(dim=1, dtype=torch.float64)
-                return (squared.sum(dim=1, dtype=torch.float64) / observed)[:, None]
-            return (recon - x).square().mean(dim=1, dtype=torch.float64)[:, None]
+            squared, counts = row_squared_errors(recon, x, masked)
+            return (squared / counts)[:, None]
 
         return self._map_rows(row_errors, X, 1, missing)[:, 0]
 

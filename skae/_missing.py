@@ -52,6 +52,19 @@ def masked_squared_error(output, x):
     return squared, n_observed
 
 
+def row_squared_errors(output, x, masked, dtype=torch.float64):
+    """Each row's summed squared error of ``output`` against x, and how many entries it sums
+    (two tensors of shape (n_rows,) and ``dtype``): with ``masked``, the observed (not NaN)
+    entries of x only, else all of them."""
+    error = output - x
+    if not masked:
+        counts = torch.full((x.shape[0],), x.shape[1], dtype=dtype, device=x.device)
+        return error.square().sum(dim=1, dtype=dtype), counts
+    absent = torch.isnan(x)
+    squared = error.masked_fill_(absent, 0.0).square_()
+    return squared.sum(dim=1, dtype=dtype), (~absent).sum(dim=1, dtype=dtype)
+
+
 def masked_mse(output, x):
     """The mean squared error of ``output`` over the observed (not NaN) entries of x."""
     squared, n_observed = masked_squared_error(output, x)

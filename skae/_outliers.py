@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._auto import resolve_max_iter
 from ._autoencoder import AutoEncoderModel
-from ._missing import masked_squared_error, reads_mask
+from ._missing import masked_squared_error, reads_mask, row_squared_errors
 from ._persistence import register
 from ._threads import choose_threads, inference_flops, torch_threads
 from ._training import INFERENCE_CHUNK_ROWS, iter_chunks
@@ -292,24 +292,16 @@ device_, n_features_in_, feature_names_in_
         masked = attributes.get("mask_input_", False)
 
         def parts(x):
-            absent = torch.isnan(x) if masked else None
             x_model = scaling.to_model(x)
             codes = self._encode(modules, x_model)
-            residual = self._decode(modules, codes) - x_model
-            if masked:
-                observed = (~absent).sum(dim=1, keepdim=True, dtype=dtype).clamp_min(1)
-                errors = (
-                    residual.masked_fill(absent, 0.0).square().sum(dim=1, keepdim=True, dtype=dtype)
-                    / observed
-                )
-                filled = x.masked_fill(absent, 0.0)
-                energy = filled.square().sum(dim=1, keepdim=True, dtype=dtype) / observed
-            else:
-                errors = residual.square().mean(dim=1, keepdim=True, dtype=dtype)
-                energy = x.square().mean(dim=1, keepdim=True, dtype=dtype)
-            columns = [errors, energy, codes]
+            squared, observed = row_squared_errors(
+                self._decode(modules, codes), x_model, masked, dtype
+            )
+            energy, _ = row_squared_errors(torch.zeros_like(x), x, masked, dtype)
+            observed = observed.clamp_min(1)[:, None]
+            columns = [squared[:, None] / observed, energy[:, None] / observed, codes]
             if fit:
-                low = x.masked_fill(absent, 0.0) if masked else x
+                low = x.masked_fill(torch.isnan(x), 0.0) if masked else x
                 columns += [low.amin(dim=1, keepdim=True)]
                 columns += [low.amax(dim=1, keepdim=True)]
             return torch.cat(columns, dim=1)

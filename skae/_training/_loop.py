@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._missing import reads_mask, row_squared_errors
 from ._distributed import AveragedOverProcesses, local_batch_size
 from ._steps import learning_rates
 
@@ -256,20 +257,12 @@ def validation_row_errors(state, rows, reconstruct):
     """Each row's summed squared reconstruction error (model units, observed entries only for
     a network fitted on data with missing values) and its number of entries, as a (n_rows, 2)
     float64 tensor on the CPU: this process's rows only."""
-    masked = state.attributes.get("mask_input_", False)
-    n_features = state.scaling.offset.shape[0]
+    masked = reads_mask(state)
     errors = []
     with torch.inference_mode():
         for x in rows.chunks():
-            error = reconstruct(state.modules, x) - x
-            if masked:
-                missing = torch.isnan(x)
-                error.masked_fill_(missing, 0.0)
-                entries = n_features - missing.sum(dim=1)
-            else:
-                entries = torch.full((x.shape[0],), n_features, device=x.device)
-            squared = error.square().sum(dim=1, dtype=torch.float64)
-            errors.append(torch.stack([squared, entries.double()], dim=1).cpu())
+            squared, entries = row_squared_errors(reconstruct(state.modules, x), x, masked)
+            errors.append(torch.stack([squared, entries], dim=1).cpu())
     return torch.cat(errors) if errors else torch.zeros((0, 2), dtype=torch.float64)
 
 
