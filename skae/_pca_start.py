@@ -8,8 +8,8 @@ PCA's reconstruction error and the nonlinear layers only add what PCA misses.
 The axes come from the covariance of the training data in the model's units, gathered one
 block of rows at a time and summed over the processes of a distributed fit, so that they are
 found for every kind of input (in memory, sparse, streamed) without a copy of the data. The
-covariance is n_features x n_features: ``init="auto"`` takes this start for inputs of at most
-256 features only.
+covariance is n_features x n_features (784 x 784 for MNIST's images, whose smaller sets,
+below 10,000 rows, ``init="auto"`` starts at PCA too).
 """
 
 import numpy as np
@@ -34,7 +34,7 @@ def principal_axes(X, mean, scaling, n_components, group, check_block):
         centred = np.nan_to_num((block - mean) / scaling.scale, nan=0.0)
         scatter += centred.T @ centred
     scatter = group.all_reduce(torch.as_tensor(scatter)).numpy()
-    variances, vectors = np.linalg.eigh(scatter)  # ascending
+    _, vectors = np.linalg.eigh(scatter)  # ascending variances
     axes = vectors[:, ::-1][:, :n_components].T
     largest = np.argmax(np.abs(axes), axis=1)
     axes = axes * np.sign(axes[np.arange(len(axes)), largest])[:, None]
