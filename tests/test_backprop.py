@@ -11,7 +11,8 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from skae import AutoEncoderTransformer
-from skae._modules import ACTIVATIONS, mlp
+from skae._missing import MissingMask
+from skae._modules import ACTIVATIONS, mlp, mlp_beside_a_linear_path
 from skae._training import TrainingStep, _backprop
 from skae._training._backprop import BackpropStep, supports
 
@@ -30,6 +31,25 @@ def autoencoder_layers(activation, output_activation, hidden=(16, 8), seed=0):
     return [*encoder, *decoder]
 
 
+def linear_path_layers(activation, output_activation, hidden=(16, 8), seed=0, mask=False):
+    """A PCA start's network: encoder and decoder each a linear map beside an MLP (random
+    weights throughout, so that every gradient is nonzero)."""
+    generator = torch.Generator().manual_seed(seed)
+    n_inputs = 40 if mask else 20
+    encoder = mlp_beside_a_linear_path([n_inputs, *hidden, 4], activation, generator=generator)
+    decoder = mlp_beside_a_linear_path(
+        [4, *reversed(hidden), 20],
+        activation,
+        output_activation=output_activation,
+        generator=generator,
+    )
+    for module in (encoder, decoder):
+        for parameter in module.parameters():
+            with torch.no_grad():
+                parameter.uniform_(-0.5, 0.5, generator=generator)
+    return ([MissingMask(torch.full((20,), 0.5))] if mask else []) + [encoder, decoder]
+
+
 def gradients(step_class, layers, x, corrupt=None):
     """The loss and parameter gradients that one step of ``step_class`` computes on x."""
     layers = copy.deepcopy(layers)
@@ -40,7 +60,12 @@ def gradients(step_class, layers, x, corrupt=None):
     else:
         model = nn.Sequential(*layers)
         inputs = (lambda x: x) if corrupt is None else corrupt
-        step = TrainingStep(lambda x: F.mse_loss(model(inputs(x)), x), optimizer)
+
+        def loss(x):
+            observed = ~torch.isnan(x)
+            return F.mse_loss(model(inputs(x))[observed], x[observed])
+
+        step = TrainingStep(loss, optimizer)
     loss = step.compute_gradients(x)
     return float(loss.detach()), [p.grad.clone() for p in parameters]
 
@@ -61,6 +86,26 @@ def test_gradients_equal_autograds(activation, output_activation, hidden, noisy)
     for grad, expected in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(grad, expected, rtol=1e-5, atol=1e-7)
         assert expected.abs().max() > 0  # every gradient is really compared
+
+
+@pytest.mark.parametrize("activation", SUPPORTED)
+@pytest.mark.parametrize("output_activation", ["sigmoid", "identity"])
+@pytest.mark.parametrize("hidden", [(16, 8), (16,)])
+@pytest.mark.parametrize("mask", [False, True])
+def test_linear_path_gradients_equal_autograds(activation, output_activation, hidden, mask):
+    layers = linear_path_layers(activation, output_activation, hidden, mask=mask)
+    x = torch.rand(37, 20, generator=torch.Generator().manual_seed(1))
+    if mask:
+        x[torch.rand(37, 20, generator=torch.Generator().manual_seed(2)) < 0.3] = float("nan")
+    assert supports(layers)
+    loss, grads = gradients(BackpropStep, layers, x)
+    expected_loss, expected_grads = gradients(TrainingStep, layers, x)
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    # Per module: the linear map's weight and bias, then the MLP's.
+    assert len(grads) == len(expected_grads) == 2 * (2 + 2 * (len(hidden) + 1))
+    for grad, expected in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected, rtol=1e-5, atol=1e-7)
+        assert expected.abs().max() > 0
 
 
 def test_supports_only_what_it_can_differentiate():
@@ -89,12 +134,18 @@ def X():
         {"noise_type": "gaussian", "noise_level": 0.2},
         {"noise_type": "masking", "noise_level": 0.3, "activation": "tanh"},
         {"output_activation": "identity", "hidden_layer_sizes": ()},
+        {"init": "pca"},
+        {"init": "pca", "output_activation": "identity", "missing": True},
     ],
-    ids=["plain", "gaussian-noise", "masking-noise-tanh", "linear"],
+    ids=["plain", "gaussian-noise", "masking-noise-tanh", "linear", "pca-start", "pca-nan"],
 )
 def test_training_matches_autograd_training(X, params, monkeypatch):
+    params = dict(params)
+    if params.pop("missing", False):
+        X = X.copy()
+        X[np.random.default_rng(0).random(X.shape) < 0.2] = np.nan
+
     def fit():
-        # The design's plain MLPs (a PCA start's linear paths take autograd's step).
         defaults = dict(n_components=8, hidden_layer_sizes=(32,), max_iter=4, batch_size=64,
                         init="random", early_stopping=False)  # fmt: skip
         return AutoEncoderTransformer(random_state=0, **{**defaults, **params}).fit(X)

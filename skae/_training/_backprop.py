@@ -7,8 +7,10 @@ pass out makes the step about 16% faster. As in scikit-learn's MLPRegressor, eac
 derivative is taken from the activation's output, so activations are applied in place and no
 pre-activation is kept.
 
-A network fitted on data with missing values starts with a ``MissingMask`` (the values beside
-their missing-value mask) and is trained on the error of the observed entries only.
+A network started at PCA's solution (``init="pca"``) has a ``LinearPath`` where an MLP has a
+Linear layer: a linear map beside an MLP, whose gradients add at their shared input. A network
+fitted on data with missing values starts with a ``MissingMask`` (the values beside their
+missing-value mask) and is trained on the error of the observed entries only.
 """
 
 from collections.abc import Callable
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._missing import MissingMask
+from .._modules import LinearPath
 from ._steps import TrainingStep
 
 aten = torch.ops.aten
@@ -50,9 +53,10 @@ _ACTIVATIONS = {
 
 
 def supports(layers):
-    """Whether ``layers`` (a list of modules, nn.Sequential ones taken apart) is an MLP that
-    BackpropStep can train: biased Linear layers, the first one first (after at most a
-    MissingMask), each followed by at most one supported activation."""
+    """Whether ``layers`` (a list of modules, nn.Sequential ones taken apart) is a network that
+    BackpropStep can train: biased Linear layers and LinearPaths (whose MLP is such a network
+    too), the first one first (after at most a MissingMask), each followed by at most one
+    supported activation."""
     return _blocks(_split_input(layers)[1]) is not None
 
 
@@ -73,16 +77,73 @@ def _split_input(layers):
 
 
 def _blocks(layers):
-    """``layers`` as a list of (Linear, _Activation or None), or None if it is no such MLP."""
+    """``layers`` as a list of _Dense and _Beside blocks, or None if they are no such network."""
     blocks = []
     for layer in layers:
         if isinstance(layer, nn.Linear) and layer.bias is not None:
-            blocks.append((layer, None))
-        elif type(layer) in _ACTIVATIONS and blocks and blocks[-1][1] is None:
-            blocks[-1] = (blocks[-1][0], _ACTIVATIONS[type(layer)](layer))
+            blocks.append(_Dense(layer))
+        elif isinstance(layer, LinearPath):
+            inner = _blocks(list(_flatten([layer.nonlinear])))
+            if inner is None or layer.linear.bias is None:
+                return None
+            blocks.append(_Beside(_Dense(layer.linear), inner))
+        elif type(layer) in _ACTIVATIONS and blocks and blocks[-1].activation is None:
+            blocks[-1].activation = _ACTIVATIONS[type(layer)](layer)
         elif not isinstance(layer, nn.Identity):
             return None
     return blocks or None
+
+
+# Each block keeps what its backward pass needs from the last forward pass (its input, its
+# output): a step runs one forward pass, then one backward pass.
+
+
+class _Dense:
+    """A biased Linear layer, then at most one activation."""
+
+    def __init__(self, linear):
+        # The parameters themselves, looked up once: they are updated in place.
+        self.weight, self.bias = linear.weight, linear.bias
+        self.activation = None
+
+    def forward(self, x):
+        self.input = x
+        h = F.linear(x, self.weight, self.bias)
+        self.output = h if self.activation is None else self.activation.apply_(h)
+        return self.output
+
+    def backward(self, grad, input_grad=True):
+        """Set the parameters' gradients from the gradient at the block's output; return the
+        gradient at its input (when ``input_grad``)."""
+        if self.activation is not None:
+            grad = self.activation.input_grad(grad, self.output)
+        torch.mm(grad.t(), self.input, out=_grad_buffer(self.weight))
+        torch.sum(grad, 0, out=_grad_buffer(self.bias))
+        return grad.mm(self.weight) if input_grad else None
+
+
+class _Beside:
+    """A LinearPath (``linear(x) + nonlinear(x)``), then at most one activation."""
+
+    def __init__(self, linear, nonlinear):
+        self.linear, self.nonlinear = linear, nonlinear
+        self.activation = None
+
+    def forward(self, x):
+        h = x
+        for block in self.nonlinear:
+            h = block.forward(h)
+        out = self.linear.forward(x).add_(h)
+        self.output = out if self.activation is None else self.activation.apply_(out)
+        return self.output
+
+    def backward(self, grad, input_grad=True):
+        if self.activation is not None:
+            grad = self.activation.input_grad(grad, self.output)
+        through_linear = self.linear.backward(grad, input_grad)
+        for index in reversed(range(len(self.nonlinear))):
+            grad = self.nonlinear[index].backward(grad, input_grad or index > 0)
+        return through_linear.add_(grad) if input_grad else None
 
 
 class BackpropStep(TrainingStep):
@@ -96,24 +157,23 @@ class BackpropStep(TrainingStep):
 
     def __init__(self, layers, optimizer, corrupt=None):
         self.input_layer, layers = _split_input(layers)
-        blocks = _blocks(layers)
-        if blocks is None:
+        self.blocks = _blocks(layers)
+        if self.blocks is None:
             raise ValueError(f"BackpropStep cannot train {layers}; see supports().")
         # No loss closure: compute_gradients evaluates the loss itself.
         super().__init__(compute_loss=None, optimizer=optimizer)
-        # The parameters themselves, looked up once: they are updated in place.
-        self.blocks = [(linear.weight, linear.bias, activation) for linear, activation in blocks]
         self.corrupt = corrupt
 
     @torch.no_grad()
     def compute_gradients(self, x):
-        # Forward: every block's output, each activation applied in place.
-        x_in = x if self.corrupt is None else self.corrupt(x)
-        outputs = [x_in if self.input_layer is None else self.input_layer(x_in)]
-        for weight, bias, activation in self.blocks:
-            h = F.linear(outputs[-1], weight, bias)
-            outputs.append(h if activation is None else activation.apply_(h))
-        residual = outputs[-1] - x
+        h = x if self.corrupt is None else self.corrupt(x)
+        if self.input_layer is not None:
+            h = self.input_layer(h)
+        for block in self.blocks:
+            h = block.forward(h)
+        # The output is no block's saved output once the residual is computed, and the
+        # residual (a new tensor) becomes the gradient in place.
+        residual = h - x
         flat = residual.view(-1)
         n = flat.numel()
         if self.input_layer is not None:
@@ -125,13 +185,7 @@ class BackpropStep(TrainingStep):
         # Backward, from d loss / d output = 2 (output - x) / n (in the residual's place).
         grad = residual.mul_(2.0 / n)
         for index in reversed(range(len(self.blocks))):
-            weight, bias, activation = self.blocks[index]
-            if activation is not None:
-                grad = activation.input_grad(grad, outputs[index + 1])
-            torch.mm(grad.t(), outputs[index], out=_grad_buffer(weight))
-            torch.sum(grad, 0, out=_grad_buffer(bias))
-            if index > 0:
-                grad = grad.mm(weight)
+            grad = self.blocks[index].backward(grad, input_grad=index > 0)
         return loss
 
 
