@@ -362,6 +362,11 @@ class BaseAutoEncoder(BaseEstimator):
         if missing == "rows":
             refuse_empty_rows(X, self)
 
+    def _hidden_layer_sizes_for(self, n_samples, n_features):
+        """The encoder's hidden widths for ``n_samples`` rows of ``n_features``: what
+        ``hidden_layer_sizes`` says, "auto" resolved by ``resolve_hidden_layer_sizes``."""
+        return resolve_hidden_layer_sizes(self.hidden_layer_sizes, n_features, self.n_components)
+
     def _start(self, X, stats, device, group, *, full=True):
         """A fresh network, optimizer and input scaling for X, whose column statistics (over
         every process's rows) are ``stats``."""
@@ -374,7 +379,7 @@ class BaseAutoEncoder(BaseEstimator):
             stats, self._output_activation_for(network, n_features), device
         )
         self._warn_about_data(n_features)
-        hidden = resolve_hidden_layer_sizes(self.hidden_layer_sizes, n_features, self.n_components)
+        hidden = self._hidden_layer_sizes_for(stats.n_rows, n_features)
         generator = torch.Generator().manual_seed(seed)
         mask_input = self._takes_missing_mask(stats)
         n_inputs = 2 * n_features if mask_input else None

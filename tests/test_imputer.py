@@ -62,6 +62,19 @@ def test_imputes_digits_better_than_the_column_means():
     assert error < 0.7 * mean_error
 
 
+@pytest.mark.parametrize(
+    ("n_rows", "n_features", "expected"),
+    [(999, 20, (256,)), (1000, 20, (256, 256)), (999, 300, (256, 128)), (1000, 300, (256, 256))],
+)
+def test_auto_network_has_two_equal_hidden_layers_from_1000_rows(n_rows, n_features, expected):
+    X, _ = with_holes(np.random.default_rng(0).random((n_rows, n_features)))
+    imputer = AutoEncoderImputer(max_iter=1, random_state=0, device="cpu").fit(X)
+    assert imputer.hidden_layer_sizes_ == expected
+    wide = AutoEncoderImputer(n_components=200, max_iter=1, device="cpu")
+    if n_rows >= 1000:  # no hidden layer narrower than twice the codes
+        assert wide.fit(X).hidden_layer_sizes_ == (400, 400)
+
+
 def test_a_row_with_no_observed_value_gets_the_training_means(fitted):
     imputer, X = fitted
     row = np.full((1, X.shape[1]), np.nan)
