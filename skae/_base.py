@@ -550,6 +550,11 @@ class BaseAutoEncoder(BaseEstimator):
         state.attributes.update(extras)
         self._adopt(state)
 
+    # Whether running out of epochs while the training loss still falls warns (and suggests
+    # a larger max_iter). An estimator whose training loss does not measure what it is for
+    # turns this off.
+    _warns_of_a_short_schedule = True
+
     def _warn_about_convergence(self, state, outcome, plan, first_epoch):
         """Warn when a fit ended unconverged: its loss did not fall, it ran out of epochs while
         still learning, or it ended no clearly better than the column means."""
@@ -577,7 +582,11 @@ class BaseAutoEncoder(BaseEstimator):
                 f"{losses[-1]:.4g} after the last. The network has probably collapsed; try a "
                 f"smaller learning_rate_init (it is {self.learning_rate_init})."
             )
-        elif outcome.epochs == plan.max_epochs and outcome.still_learning:
+        elif (
+            outcome.epochs == plan.max_epochs
+            and outcome.still_learning
+            and self._warns_of_a_short_schedule
+        ):
             chosen = f"'auto' (= {plan.max_epochs})" if self.max_iter == "auto" else self.max_iter
             if outcome.tail_share is None:
                 how = f"still falling by more than tol={self.tol}"

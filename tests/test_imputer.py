@@ -75,6 +75,20 @@ def test_auto_network_has_two_equal_hidden_layers_from_1000_rows(n_rows, n_featu
         assert wide.fit(X).hidden_layer_sizes_ == (400, 400)
 
 
+def test_a_short_schedule_does_not_warn():
+    # The training loss still falls after 2 epochs, which warns for the transformer; the
+    # imputer's loss does not measure its fills, so more epochs are not what it needs.
+    X, _ = with_holes(DIGITS[:300])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        skae.AutoEncoderTransformer(n_components=8, hidden_layer_sizes=(32,), max_iter=2,
+                                    early_stopping=False, device="cpu").fit(X)  # fmt: skip
+    assert any("consider raising max_iter" in str(w.message) for w in caught)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        small(max_iter=2).fit(X)
+
+
 def test_a_row_with_no_observed_value_gets_the_training_means(fitted):
     imputer, X = fitted
     row = np.full((1, X.shape[1]), np.nan)
