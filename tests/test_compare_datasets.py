@@ -214,7 +214,9 @@ def test_dataset_shorthands_and_code_size_override(script):
     assert script.usable_sizes([2, 60], data) == [2]
 
 
-def test_a_stopped_run_keeps_every_finished_fit(script, tmp_path, capsys, monkeypatch):
+def test_a_stopped_run_keeps_every_finished_fit(
+    script, tmp_path, capsys, monkeypatch, ctrl_c_raises
+):
     # An endless fit: no validation split (early_stopping="auto" would end it here).
     monkeypatch.setattr("skae._auto.EARLY_STOPPING_BELOW", 0)
     out = tmp_path / "results"
