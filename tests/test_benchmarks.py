@@ -503,6 +503,26 @@ def test_markdown_table_aligns_numbers_and_blanks_missing(scripts):
     assert lines[3] == "| ae     |       | 16 |"
 
 
+def test_bars_draw_when_a_mean_rounds_past_its_seeds_range(scripts):
+    # Three seeds that gave the same value (as fits that all kept PCA's start do), whose mean
+    # rounds above their maximum.
+    import matplotlib.pyplot as plt
+
+    seeds = [0.1, 0.1, 0.1]
+    mean = np.mean(seeds)
+    assert mean > max(seeds)  # the rounding this test is about
+    frame = pd.DataFrame({"method": ["ae", "ae"], "k": [8, 16], "ratio": [mean, 0.5],
+                          "low": [min(seeds), 0.4], "high": [max(seeds), 0.7]})  # fmt: skip
+    fig, ax = plt.subplots()
+    try:
+        figures = importlib.import_module("_harness.figures")
+        figures.grouped_bars(ax, frame, "k", "ratio", {"ae": "C0"}, low="low",
+                             high="high", fmt=lambda v: f"{v:.2f}")  # fmt: skip
+        assert [round(bar.get_height(), 2) for bar in ax.patches] == [0.1, 0.5]
+    finally:
+        plt.close(fig)
+
+
 def test_report_rewrites_every_output_after_each_row(scripts, tmp_path, capsys):
     harness = scripts["_harness"]
     report = harness.Report(

@@ -38,7 +38,11 @@ def _whiskers(rows, y, low, high):
     if low is None:
         return None
     values = rows[y].to_numpy(float)
-    return [values - rows[low].to_numpy(float), rows[high].to_numpy(float) - values]
+    # The mean of equal values (seeds that all kept the same PCA start) can round past their
+    # min or max by an ulp; matplotlib refuses a negative whisker. (NaN stays NaN: no whisker.)
+    below = np.maximum(values - rows[low].to_numpy(float), 0.0)
+    above = np.maximum(rows[high].to_numpy(float) - values, 0.0)
+    return [below, above]
 
 
 def grouped_bars(ax, frame, x, y, colors, *, low=None, high=None, fmt=None, x_label=None):
