@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ._auto import FIRST_HIDDEN, resolve_init
 from ._base import BaseAutoEncoder, CodesTransformerMixin
-from ._missing import masked_mse, reads_mask
+from ._missing import entry_weights, masked_mse, reads_mask, weighted_masked_mse
 from ._modules import last_linear, mlp, mlp_beside_a_linear_path, start_at
 from ._pca_start import principal_axes
 from ._persistence import register
@@ -142,7 +142,13 @@ class AutoEncoderModel(BaseAutoEncoder):
             codes, jacobian_probe = _encode_with_jvp(encoder, x_in, state.noise_generator)
         else:
             codes = encoder(x_in)
-        loss = self._reconstruction_loss(state, decoder(codes), x)
+        hidden_weight = self._hidden_weight()
+        if hidden_weight != 1.0 and reads_mask(state):
+            loss = weighted_masked_mse(
+                decoder(codes), x, entry_weights(x_in, torch.isnan(x), hidden_weight)
+            )
+        else:
+            loss = self._reconstruction_loss(state, decoder(codes), x)
         if self.l1_penalty > 0:
             loss = loss + self.l1_penalty * sparsity_penalty(codes)
         if self.contractive_penalty > 0 and x.shape[0] > self.n_components + 2:
@@ -150,6 +156,11 @@ class AutoEncoderModel(BaseAutoEncoder):
             # no penalty.
             loss = loss + self.contractive_penalty * contraction_penalty(codes, jacobian_probe)
         return loss
+
+    def _hidden_weight(self):
+        """How much the error of an observed value hidden from the network (masking) weighs
+        in the loss, against one it was shown: 1 here; see AutoEncoderImputer."""
+        return 1.0
 
     def _reconstruction_loss(self, state, output, x):
         """The reconstruction term of the loss on a batch: the mean squared error (over the
@@ -172,7 +183,9 @@ class AutoEncoderModel(BaseAutoEncoder):
             and _backprop.supports(layers)
         ):
             corrupt = lambda x: self._corrupt(state, x)  # noqa: E731
-            return _backprop.BackpropStep(layers, state.optimizer, corrupt)
+            return _backprop.BackpropStep(
+                layers, state.optimizer, corrupt, hidden_weight=self._hidden_weight()
+            )
         return super()._make_step(state, batch_size, capture_graph)
 
     def _draws_random_numbers(self, state):

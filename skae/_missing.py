@@ -71,6 +71,21 @@ def masked_mse(output, x):
     return squared.sum() / n_observed
 
 
+def entry_weights(x_in, missing, hidden_weight):
+    """The weight of each entry's error in the training loss: 0 where x is ``missing``,
+    ``hidden_weight`` where its observed value was hidden from the network (NaN in the
+    network's input ``x_in``), 1 where it was shown."""
+    weights = torch.isnan(x_in).to(x_in.dtype).mul_(hidden_weight - 1.0).add_(1.0)
+    return weights.masked_fill_(missing, 0.0)
+
+
+def weighted_masked_mse(output, x, weights):
+    """The weighted mean squared error of ``output`` against x (weights from entry_weights;
+    NaN in x is never read)."""
+    squared = (output - x).masked_fill(torch.isnan(x), 0.0).square()
+    return (weights * squared).sum() / weights.sum().clamp_min(1e-12)
+
+
 def has_nan(X):
     """Whether X (dense or sparse, checked for infinite values already) holds NaN: one sum
     over X when it has none, as scikit-learn's own finiteness check."""

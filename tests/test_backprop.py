@@ -108,6 +108,37 @@ def test_linear_path_gradients_equal_autograds(activation, output_activation, hi
         assert expected.abs().max() > 0
 
 
+@pytest.mark.parametrize("hidden_weight", [3.0, 0.5])
+def test_weighted_hidden_values_gradients_equal_autograds(hidden_weight):
+    # The imputer's loss: the values that masking hid from the network weigh hidden_weight,
+    # those it was shown 1, the missing ones 0.
+    layers = linear_path_layers("leaky_relu", "sigmoid", (16,), mask=True)
+    x = torch.rand(37, 20, generator=torch.Generator().manual_seed(1))
+    x[torch.rand(37, 20, generator=torch.Generator().manual_seed(2)) < 0.3] = float("nan")
+    hide = torch.rand(37, 20, generator=torch.Generator().manual_seed(3)) < 0.2
+
+    def corrupt(x):
+        return x.masked_fill(hide, float("nan"))
+
+    backprop_layers = copy.deepcopy(layers)
+    parameters = [p for layer in backprop_layers for p in layer.parameters()]
+    step = BackpropStep(
+        backprop_layers, torch.optim.Adam(parameters), corrupt, hidden_weight=hidden_weight
+    )
+    loss = float(step.compute_gradients(x))
+    grads = [p.grad.clone() for p in parameters]
+
+    model = nn.Sequential(*copy.deepcopy(layers))
+    weights = torch.where(hide, hidden_weight, 1.0).masked_fill(torch.isnan(x), 0.0)
+    squared = (model(corrupt(x)) - torch.nan_to_num(x)).square()
+    expected_loss = (weights * squared).sum() / weights.sum()
+    expected_loss.backward()
+    assert loss == pytest.approx(float(expected_loss), rel=1e-5)
+    for grad, p in zip(grads, model.parameters(), strict=True):
+        torch.testing.assert_close(grad, p.grad, rtol=1e-5, atol=1e-7)
+        assert p.grad.abs().max() > 0
+
+
 def test_supports_only_what_it_can_differentiate():
     assert supports(autoencoder_layers("leaky_relu", "sigmoid"))
     assert supports([nn.Linear(3, 2), nn.Identity()])

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._missing import MissingMask
+from .._missing import MissingMask, entry_weights
 from .._modules import LinearPath
 from ._steps import TrainingStep
 
@@ -152,10 +152,12 @@ class BackpropStep(TrainingStep):
 
     ``corrupt`` (a denoising autoencoder's noise) is applied to the input, never the target.
     When the layers start with a MissingMask, x may hold NaN (missing values), and the error is
-    the mean over the observed entries of x.
+    the mean over the observed entries of x; with ``hidden_weight`` other than 1, a weighted
+    mean, the entries that ``corrupt`` hid (NaN in the input only) weighing ``hidden_weight``
+    (see skae._missing.entry_weights).
     """
 
-    def __init__(self, layers, optimizer, corrupt=None):
+    def __init__(self, layers, optimizer, corrupt=None, hidden_weight=1.0):
         self.input_layer, layers = _split_input(layers)
         self.blocks = _blocks(layers)
         if self.blocks is None:
@@ -163,10 +165,12 @@ class BackpropStep(TrainingStep):
         # No loss closure: compute_gradients evaluates the loss itself.
         super().__init__(compute_loss=None, optimizer=optimizer)
         self.corrupt = corrupt
+        self.hidden_weight = hidden_weight
 
     @torch.no_grad()
     def compute_gradients(self, x):
-        h = x if self.corrupt is None else self.corrupt(x)
+        x_in = x if self.corrupt is None else self.corrupt(x)
+        h = x_in
         if self.input_layer is not None:
             h = self.input_layer(h)
         for block in self.blocks:
@@ -175,6 +179,14 @@ class BackpropStep(TrainingStep):
         # residual (a new tensor) becomes the gradient in place.
         residual = h - x
         flat = residual.view(-1)
+        if self.input_layer is not None and self.hidden_weight != 1.0:
+            missing = torch.isnan(x)
+            residual.masked_fill_(missing, 0.0)
+            weights = entry_weights(x_in, missing, self.hidden_weight)
+            weighted = residual * weights
+            n = weights.sum().clamp_min(1e-12)
+            loss = torch.dot(flat, weighted.view(-1)) / n
+            return self._backward(weighted.mul_(2.0 / n), loss)
         n = flat.numel()
         if self.input_layer is not None:
             # Missing entries of x add nothing; NaN output (divergence) still shows in the loss.
@@ -183,7 +195,11 @@ class BackpropStep(TrainingStep):
             n = (missing.numel() - missing.sum()).clamp_min(1)
         loss = torch.dot(flat, flat) / n
         # Backward, from d loss / d output = 2 (output - x) / n (in the residual's place).
-        grad = residual.mul_(2.0 / n)
+        return self._backward(residual.mul_(2.0 / n), loss)
+
+    def _backward(self, grad, loss):
+        """Propagate d loss / d output (``grad``) through the blocks, filling each parameter's
+        ``.grad``; return the loss."""
         for index in reversed(range(len(self.blocks))):
             grad = self.blocks[index].backward(grad, input_grad=index > 0)
         return loss
