@@ -29,6 +29,14 @@ from ._validation import check_float, check_option
 # 0.0005, and a breast_cancer fit took 1.6 times as long.
 TWO_HIDDEN_LAYERS_FROM = 1000
 
+# hidden_weight="auto": the weight of the hidden values' error where the codes are at least as
+# wide as the rows (n_components >= n_features), so that the network could copy every value it
+# is shown. RMSE (20% missing; seeds 0-2 for digits, 0-1 otherwise), 3 against 1: digits (64
+# features) 0.1273 against 0.1320 (5: 0.1271; 2: 0.1287 on seeds 0-1); breast_cancer (30)
+# 0.0517 against 0.0516, wine (13) 0.1450 against 0.1454, diabetes (10) 0.2141 against 0.2149.
+# Not below: 2,000 MNIST images (784 features) 0.1028 against 0.0996.
+HIDDEN_WEIGHT = 3.0
+
 
 @register
 class AutoEncoderImputer(TransformerMixin, AutoEncoderModel):
@@ -66,6 +74,12 @@ class AutoEncoderImputer(TransformerMixin, AutoEncoderModel):
         rule (one such layer for inputs of up to 256 features).
     masking_rate : float, default=0.2
         Share of the observed values hidden (as missing) at each training step, in [0, 1).
+    hidden_weight : "auto" or float, default="auto"
+        Weight of the error of the values hidden at each step, against the values shown, in
+        the training loss (> 0). "auto": 3 where the codes are at least as wide as the rows
+        (``n_components >= n_features``), where the network could otherwise learn to copy
+        what it is shown (digits, 64 features: RMSE 0.127 against 0.132 with 1); 1 below
+        (2,000 MNIST images filled worse with 3: 0.103 against 0.100).
     learning_rate_init : float, default=1e-3
         Adam's initial learning rate (AutoEncoderTransformer's is 3e-3, which filled holes
         less well on the data sets the defaults were chosen on; see Notes).
@@ -104,6 +118,11 @@ feature_names_in_
     the source). Digits filled better still with 32 codes and masking_rate=0.3 (0.127 against
     0.133), but the same settings cost 2,000 MNIST images 0.119 against 0.099, and 32 codes
     alone 0.111: images need the wider code of the PCA start.
+
+    ``hidden_weight="auto"`` was chosen last, also on digits, and confirmed on breast_cancer,
+    wine and diabetes (see HIDDEN_WEIGHT in the source): the middle way between the loss on
+    every observed value (which lets a code as wide as the row copy what it is shown) and
+    the loss on the hidden ones only (which filled the tables worse).
 
     See Also
     --------
@@ -155,6 +174,7 @@ feature_names_in_
         n_components=64,
         hidden_layer_sizes="auto",
         masking_rate=0.2,
+        hidden_weight="auto",
         activation="leaky_relu",
         output_activation="auto",
         init="auto",
@@ -173,6 +193,7 @@ feature_names_in_
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
         self.masking_rate = masking_rate
+        self.hidden_weight = hidden_weight
         self.activation = activation
         self.output_activation = output_activation
         self.init = init
@@ -191,6 +212,14 @@ feature_names_in_
 
     def _check_extra_params(self):
         check_float("masking_rate", self.masking_rate, low=0, high=1, high_open=True)
+        if not _is_auto(self.hidden_weight):
+            try:
+                check_float("hidden_weight", self.hidden_weight, low=0, low_open=True)
+            except ValueError:
+                raise ValueError(
+                    f'hidden_weight={self.hidden_weight!r} is invalid: expected "auto" or a '
+                    "real number > 0."
+                ) from None
         check_option("add_indicator", self.add_indicator, (True, False))
         check_option("keep_empty_features", self.keep_empty_features, (True, False))
         missing = self.missing_values
@@ -200,6 +229,11 @@ feature_names_in_
                 "(AutoEncoderImputer imputes numerical data)."
             )
         super()._check_extra_params()
+
+    def _hidden_weight(self):
+        if _is_auto(self.hidden_weight):
+            return HIDDEN_WEIGHT if self.n_components >= self.n_features_in_ else 1.0
+        return float(self.hidden_weight)
 
     def _takes_missing_mask(self, stats):
         return True  # the values to impute come at transform, whatever fit saw

@@ -75,6 +75,21 @@ def test_auto_network_has_two_equal_hidden_layers_from_1000_rows(n_rows, n_featu
         assert wide.fit(X).hidden_layer_sizes_ == (400, 400)
 
 
+@pytest.mark.parametrize("n_components, weight", [(8, 3.0), (4, 1.0)])
+def test_auto_hidden_weight_is_3_where_the_codes_are_as_wide_as_the_rows(n_components, weight):
+    X = np.random.default_rng(0).random((60, 8))
+    X[np.random.default_rng(1).random(X.shape) < 0.2] = np.nan
+
+    def filled(hidden_weight):
+        imputer = AutoEncoderImputer(n_components=n_components, hidden_weight=hidden_weight,
+                                     max_iter=3, random_state=0, device="cpu")  # fmt: skip
+        return imputer.fit_transform(X)
+
+    other = 1.0 if weight == 3.0 else 3.0
+    assert_array_equal(filled("auto"), filled(weight))
+    assert not np.allclose(filled("auto"), filled(other))
+
+
 def test_a_short_schedule_does_not_warn():
     # The training loss still falls after 2 epochs, which warns for the transformer; the
     # imputer's loss does not measure its fills, so more epochs are not what it needs.
@@ -151,6 +166,8 @@ def test_every_feature_empty_is_refused():
         ("masking_rate", 1.0, r"masking_rate=1.0 is invalid: expected a real number in \[0, 1\)"),
         ("missing_values", "NA", "missing_values='NA' is invalid: expected a number or np.nan"),
         ("add_indicator", "yes", "add_indicator='yes' is invalid"),
+        ("hidden_weight", 0, 'hidden_weight=0 is invalid: expected "auto" or a real number > 0'),
+        ("hidden_weight", "high", "hidden_weight='high' is invalid"),
     ],
 )
 def test_invalid_parameters(param, value, message):
