@@ -18,7 +18,7 @@ Each choice is kept on the fitted estimator (``hidden_layer_sizes_``, ``batch_si
 
 import math
 
-from ._validation import check_hidden_layer_sizes, check_int
+from ._validation import check_float, check_hidden_layer_sizes, check_int
 
 # Optimizer steps of a fit with max_iter="auto": the MNIST budget of the design (24 epochs of
 # 235 steps, 5,640), rounded up.
@@ -114,6 +114,18 @@ def check_auto_or_int(name, value, *, low):
     except ValueError:
         raise ValueError(
             f'{name}={value!r} is invalid: expected "auto" or an integer >= {low}.'
+        ) from None
+
+
+def check_auto_or_float(name, value, *, low):
+    """Validate a parameter that is "auto" or a real number > low (at the start of fit)."""
+    if _is_auto(value):
+        return
+    try:
+        check_float(name, value, low=low, low_open=True)
+    except ValueError:
+        raise ValueError(
+            f'{name}={value!r} is invalid: expected "auto" or a real number > {low}.'
         ) from None
 
 

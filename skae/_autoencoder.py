@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ._auto import FIRST_HIDDEN, resolve_init
 from ._base import BaseAutoEncoder, CodesTransformerMixin
-from ._missing import entry_weights, masked_mse, reads_mask, weighted_masked_mse
+from ._missing import hidden_weighted_mse, masked_mse, reads_mask
 from ._modules import last_linear, mlp, mlp_beside_a_linear_path, start_at
 from ._pca_start import principal_axes
 from ._persistence import register
@@ -142,13 +142,7 @@ class AutoEncoderModel(BaseAutoEncoder):
             codes, jacobian_probe = _encode_with_jvp(encoder, x_in, state.noise_generator)
         else:
             codes = encoder(x_in)
-        hidden_weight = self._hidden_weight()
-        if hidden_weight != 1.0 and reads_mask(state):
-            loss = weighted_masked_mse(
-                decoder(codes), x, entry_weights(x_in, torch.isnan(x), hidden_weight)
-            )
-        else:
-            loss = self._reconstruction_loss(state, decoder(codes), x)
+        loss = self._reconstruction_loss(state, decoder(codes), x, x_in)
         if self.l1_penalty > 0:
             loss = loss + self.l1_penalty * sparsity_penalty(codes)
         if self.contractive_penalty > 0 and x.shape[0] > self.n_components + 2:
@@ -162,11 +156,16 @@ class AutoEncoderModel(BaseAutoEncoder):
         in the loss, against one it was shown: 1 here; see AutoEncoderImputer."""
         return 1.0
 
-    def _reconstruction_loss(self, state, output, x):
-        """The reconstruction term of the loss on a batch: the mean squared error (over the
-        observed entries, for a network that reads the missing-value mask). An estimator
-        built on this autoencoder may weigh the rows otherwise."""
+    def _reconstruction_loss(self, state, output, x, x_in):
+        """The reconstruction term of the loss on a batch (``x_in``: the network's input, x
+        with noise): the mean squared error (over the observed entries, for a network that
+        reads the missing-value mask, the values it was not shown weighing
+        ``_hidden_weight()``). An estimator built on this autoencoder may weigh the rows
+        otherwise."""
         if reads_mask(state):
+            hidden_weight = self._hidden_weight()
+            if hidden_weight != 1.0:
+                return hidden_weighted_mse(output, x, x_in, hidden_weight)
             return masked_mse(output, x)
         return F.mse_loss(output, x)
 

@@ -14,7 +14,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._auto import FIRST_HIDDEN, _is_auto, resolve_init
+from ._auto import FIRST_HIDDEN, _is_auto, check_auto_or_float, resolve_init
 from ._autoencoder import AutoEncoderModel
 from ._base import _check_float32_range
 from ._missing import has_nan
@@ -212,14 +212,7 @@ feature_names_in_
 
     def _check_extra_params(self):
         check_float("masking_rate", self.masking_rate, low=0, high=1, high_open=True)
-        if not _is_auto(self.hidden_weight):
-            try:
-                check_float("hidden_weight", self.hidden_weight, low=0, low_open=True)
-            except ValueError:
-                raise ValueError(
-                    f'hidden_weight={self.hidden_weight!r} is invalid: expected "auto" or a '
-                    "real number > 0."
-                ) from None
+        check_auto_or_float("hidden_weight", self.hidden_weight, low=0)
         check_option("add_indicator", self.add_indicator, (True, False))
         check_option("keep_empty_features", self.keep_empty_features, (True, False))
         missing = self.missing_values

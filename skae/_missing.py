@@ -79,10 +79,12 @@ def entry_weights(x_in, missing, hidden_weight):
     return weights.masked_fill_(missing, 0.0)
 
 
-def weighted_masked_mse(output, x, weights):
-    """The weighted mean squared error of ``output`` against x (weights from entry_weights;
-    NaN in x is never read)."""
-    squared = (output - x).masked_fill(torch.isnan(x), 0.0).square()
+def hidden_weighted_mse(output, x, x_in, hidden_weight):
+    """The mean squared error of ``output`` over the observed entries of x, each weighted as
+    entry_weights says (the values hidden in ``x_in`` weigh ``hidden_weight``)."""
+    missing = torch.isnan(x)
+    weights = entry_weights(x_in, missing, hidden_weight)
+    squared = (output - x).masked_fill(missing, 0.0).square()
     return (weights * squared).sum() / weights.sum().clamp_min(1e-12)
 
 

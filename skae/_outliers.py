@@ -235,9 +235,9 @@ device_, n_features_in_, feature_names_in_
     def _trims(self):
         return self.support_fraction < 1.0
 
-    def _reconstruction_loss(self, state, output, x):
+    def _reconstruction_loss(self, state, output, x, x_in):
         if not self._trims():
-            return super()._reconstruction_loss(state, output, x)
+            return super()._reconstruction_loss(state, output, x, x_in)
         # The mean error of the batch's support_fraction best-reconstructed rows.
         if reads_mask(state):
             squared, _ = masked_squared_error(output, x)

@@ -11,7 +11,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from skae import AutoEncoderTransformer
-from skae._missing import MissingMask
+from skae._missing import MissingMask, hidden_weighted_mse
 from skae._modules import ACTIVATIONS, mlp, mlp_beside_a_linear_path
 from skae._training import TrainingStep, _backprop
 from skae._training._backprop import BackpropStep, supports
@@ -132,6 +132,9 @@ def test_weighted_hidden_values_gradients_equal_autograds(hidden_weight):
     weights = torch.where(hide, hidden_weight, 1.0).masked_fill(torch.isnan(x), 0.0)
     squared = (model(corrupt(x)) - torch.nan_to_num(x)).square()
     expected_loss = (weights * squared).sum() / weights.sum()
+    # The loss that autograd trains on (devices other than the CPU) is the same.
+    autograd_loss = hidden_weighted_mse(model(corrupt(x)), x, corrupt(x), hidden_weight)
+    assert float(autograd_loss) == pytest.approx(float(expected_loss), rel=1e-6)
     expected_loss.backward()
     assert loss == pytest.approx(float(expected_loss), rel=1e-5)
     for grad, p in zip(grads, model.parameters(), strict=True):

@@ -178,28 +178,20 @@ class BackpropStep(TrainingStep):
         # The output is no block's saved output once the residual is computed, and the
         # residual (a new tensor) becomes the gradient in place.
         residual = h - x
-        flat = residual.view(-1)
-        if self.input_layer is not None and self.hidden_weight != 1.0:
-            missing = torch.isnan(x)
-            residual.masked_fill_(missing, 0.0)
-            weights = entry_weights(x_in, missing, self.hidden_weight)
-            weighted = residual * weights
-            n = weights.sum().clamp_min(1e-12)
-            loss = torch.dot(flat, weighted.view(-1)) / n
-            return self._backward(weighted.mul_(2.0 / n), loss)
-        n = flat.numel()
+        weighted, n = residual, residual.numel()
         if self.input_layer is not None:
             # Missing entries of x add nothing; NaN output (divergence) still shows in the loss.
             missing = torch.isnan(x)
             residual.masked_fill_(missing, 0.0)
-            n = (missing.numel() - missing.sum()).clamp_min(1)
-        loss = torch.dot(flat, flat) / n
-        # Backward, from d loss / d output = 2 (output - x) / n (in the residual's place).
-        return self._backward(residual.mul_(2.0 / n), loss)
-
-    def _backward(self, grad, loss):
-        """Propagate d loss / d output (``grad``) through the blocks, filling each parameter's
-        ``.grad``; return the loss."""
+            if self.hidden_weight == 1.0:
+                n = (missing.numel() - missing.sum()).clamp_min(1)
+            else:
+                weights = entry_weights(x_in, missing, self.hidden_weight)
+                weighted, n = residual * weights, weights.sum().clamp_min(1e-12)
+        loss = torch.dot(residual.view(-1), weighted.view(-1)) / n
+        # Backward, from d loss / d output = 2 weights (output - x) / n (in the place of the
+        # weighted residual, or of the residual itself when every weight is 1).
+        grad = weighted.mul_(2.0 / n)
         for index in reversed(range(len(self.blocks))):
             grad = self.blocks[index].backward(grad, input_grad=index > 0)
         return loss
