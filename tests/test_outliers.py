@@ -390,6 +390,7 @@ def test_benchmark_script_runs(tmp_path, monkeypatch, capsys):
                        "--quiet", "--output-dir", str(tmp_path)]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "| skae detector" in out and "one-class mean AUROC" in out
+    assert "| skae, support_fraction=1" in out and "with support_fraction=1" in out
     frame = pd.read_csv(tmp_path / "compare_outliers_digits.csv")
     assert set(frame["class"]) == {0, 1} and frame["auroc"].between(0, 1).all()
     tables = pd.read_csv(tmp_path / "compare_outliers_tables.csv")
