@@ -30,6 +30,7 @@ from ._auto import (
     resolve_max_iter,
     resolve_validation_share,
 )
+from ._input_checks import explained_input_errors
 from ._missing import (
     MissingMask,
     has_nan,
@@ -325,14 +326,15 @@ class BaseAutoEncoder(BaseEstimator):
                 )
             self._validate_input(self._check_block(X[:1], missing), reset=reset)
             return X
-        X = validate_data(
-            self,
-            X,
-            reset=reset,
-            accept_sparse=("csr", "csc", "coo"),
-            dtype=(np.float32, np.float64),
-            ensure_all_finite="allow-nan",
-        )
+        with explained_input_errors(X, self):
+            X = validate_data(
+                self,
+                X,
+                reset=reset,
+                accept_sparse=("csr", "csc", "coo"),
+                dtype=(np.float32, np.float64),
+                ensure_all_finite="allow-nan",
+            )
         nan = has_nan(X)
         if nan:
             self._check_missing(X, missing)
@@ -342,13 +344,15 @@ class BaseAutoEncoder(BaseEstimator):
     def _check_block(self, block, missing="allow"):
         """One block of out-of-core rows as a checked float32 array (checks as
         ``_validate_input``)."""
-        block = check_array(
-            np.asarray(block),
-            dtype=(np.float32, np.float64),
-            input_name="X",
-            estimator=self,
-            ensure_all_finite="allow-nan",
-        )
+        block = np.asarray(block)
+        with explained_input_errors(block, self):
+            block = check_array(
+                block,
+                dtype=(np.float32, np.float64),
+                input_name="X",
+                estimator=self,
+                ensure_all_finite="allow-nan",
+            )
         nan = has_nan(block)
         if nan:
             self._check_missing(block, missing)

@@ -118,7 +118,7 @@ BAD_INPUTS = {
     "strings": (
         lambda n: np.array([["a"] * n] * 3),
         ValueError,
-        "could not convert string to float",
+        "Input X holds text in column",
     ),
     "objects": (
         lambda n: np.array([[object()] * n] * 3, dtype=object),
@@ -152,6 +152,9 @@ def test_inference_refuses_bad_input(fitted, cls, method, case):
     if method == "inverse_transform" and sp.issparse(data):
         # Codes are dense: sparse ones are refused before their values are looked at.
         error, message = TypeError, "Sparse data was passed for X, but dense data is required"
+    if method == "inverse_transform" and case == "strings":
+        # Codes are no table of features to encode: numpy's own message stands.
+        message = "could not convert string to float"
     with pytest.raises(error, match=message):
         getattr(est, method)(data)
 
