@@ -54,8 +54,10 @@ def input_error(X, estimator):
 
 def _columns(X):
     """X's feature names (None without them) and its columns as 1-D arrays or Series; None
-    where X is not a 2-D table."""
+    where X is not a 2-D table, or holds complex numbers (scikit-learn's message is clear)."""
     if isinstance(X, pd.DataFrame):
+        if any(dtype.kind == "c" for dtype in X.dtypes):
+            return None
         return [str(name) for name in X.columns], [X.iloc[:, j] for j in range(X.shape[1])]
     if sp.issparse(X):
         return None, [X.data]  # text cannot be sparse; the columns come from the indices
@@ -63,7 +65,7 @@ def _columns(X):
         array = np.asarray(X)
     except (ValueError, TypeError):  # ragged lists: numpy's own message says it best
         return None
-    if array.ndim != 2:
+    if array.ndim != 2 or array.dtype.kind == "c":
         return None
     return None, list(array.T)
 

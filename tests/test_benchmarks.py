@@ -24,6 +24,9 @@ import pandas as pd
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+# The runs here train for an epoch or two, to test the scripts' plumbing, not their models:
+# each fit's ConvergenceWarning is expected (the reports count them, through timed_fit).
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -624,6 +627,8 @@ def test_comma_list_parses_and_validates(scripts):
 # -- bench_speed ---------------------------------------------------------------------------------
 
 
+# Digits stand in for MNIST: the benchmark's 64 codes are as many as their pixels.
+@pytest.mark.filterwarnings("ignore:n_components=64 is not smaller than the 64:UserWarning")
 def test_bench_speed_alternates_epochs_and_reports_paired_ratios(scripts, tmp_path, no_mnist):
     output = tmp_path / "speed.json"
     argv = ["--data-home", str(no_mnist), "--no-download", "--epochs", "3", "--repeats", "2"]
