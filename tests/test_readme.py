@@ -47,9 +47,21 @@ def where(number):
     return f"README.md line {line}" + (f", {heading[-1]}" if heading else "")
 
 
+def mnist_is_here():
+    """Whether MNIST can be read where the loader looks, without a download."""
+    from skae.datasets import DatasetUnavailableError, load_mnist
+
+    try:
+        load_mnist(subset="test", download=False)
+        load_mnist(subset="train", download=False)
+    except DatasetUnavailableError:
+        return False
+    return True
+
+
 @pytest.fixture
 def announce(request):
-    """Write a line on the terminal now, past pytest's capture."""
+    """Start a line on the terminal now, past pytest's capture; the test's result ends it."""
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
 
@@ -57,7 +69,7 @@ def announce(request):
         if reporter is None or capture is None:
             return
         with capture.global_and_fixture_disabled():
-            reporter.write_line(message)
+            reporter.write(f"\n{message} ", flush=True)
 
     return write
 
@@ -84,6 +96,9 @@ def test_each_python_block_runs_alone(tmp_path, number, announce):
         pytest.importorskip("distributed")  # the Dask recipe needs the dask extra
     if "skae.onnx" in block:
         pytest.importorskip("onnxruntime")  # the deployment recipe needs the onnx extra
+    if "load_mnist" in block and not mnist_is_here():
+        pytest.skip("MNIST is not in $SKAE_DATA/mnist/ or ~/scikit_learn_data/mnist/, and the "
+                    "block would download it (11 MB)")  # fmt: skip
     script = SCRIPT.match(block)
     name = script.group(1) if script else f"block_{number + 1}.py"
     (tmp_path / name).write_text(block, encoding="utf-8")
@@ -94,7 +109,7 @@ def test_each_python_block_runs_alone(tmp_path, number, announce):
         env["OMP_NUM_THREADS"] = "1"
     else:
         command = [sys.executable, name]
-    announce(f"README block {number + 1} of {len(blocks)} ({where(number)}): running alone")
+    announce(f"  README block {number + 1} of {len(blocks)} ({where(number)}), run alone:")
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=240)  # fmt: skip
     assert done.returncode == 0, (
