@@ -136,12 +136,13 @@ def machine_load(info: dict) -> dict:
         others = (machine_now - load["machine_cpu_s_start"]) / seconds - own
     else:
         others = max(load["load_average_start"], load_now - own)
+    others = round(max(others, 0.0), 2)  # judged as recorded
     load.update(
         seconds=round(seconds, 1),
         load_average_end=round(load_now, 2),
         own_cores=round(own, 2),
-        other_processes_cores=round(max(others, 0.0), 2),
-        busy=bool(others >= BUSY_CORES),
+        other_processes_cores=others,
+        busy=others >= BUSY_CORES,
     )
     return load
 
