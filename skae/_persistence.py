@@ -15,7 +15,7 @@ then the raw tensor bytes. Reading it runs no code from the file (unlike pickle 
   ``hidden_layer_sizes_`` among them since format version 2, the estimator's own
   ``_saved_values`` since version 3, and since version 4 the fit plan, ``fit_plan_``, in place
   of the attributes it holds: ``hidden_layer_sizes_``, ``init_``, ``output_activation_``,
-  ``mask_input_``, ``batch_size_``).
+  ``mask_input_``, ``batch_size_``), with ``set_output``'s configuration.
   Tuples are written as ``{"__tuple__": [...]}`` so that they come back as tuples. The
   optimizer's options (learning rate, fused kernels) are not stored: as when training resumes
   in ``partial_fit``, they are those of a new optimizer for the device the model lands on.
@@ -59,6 +59,8 @@ _PARAMS_SINCE = {"n_threads": (3, "auto"), "init": (3, "random")}
 # Fitted attributes that are integers set only by some calls or some estimators.
 _OPTIONAL_INT_ATTRIBUTES = ("max_iter_", "n_active_components_")
 _METADATA_KEY = "skae"
+# What set_output(transform=...) may be set to.
+_OUTPUTS = (None, "default", "pandas", "polars")
 _OPTIMIZER_PREFIX = "_optimizer."
 # safetensors' own limit on the JSON header: a longer "header" means this is another format.
 _MAX_HEADER_BYTES = 100_000_000
@@ -121,6 +123,8 @@ def save(estimator, path):
         "format_version": FORMAT_VERSION,
         "skae_version": _skae_version(),
         "estimator": name,
+        # set_output's configuration, which pickling keeps too (since format version 4).
+        "set_output": dict(getattr(estimator, "_sklearn_output_config", {})),
         "params": {
             key: _jsonable_param(key, value)
             for key, value in estimator.get_params(deep=False).items()
@@ -546,6 +550,11 @@ def _restore(estimator, plan, blueprint, document, tensors):
     estimator.n_features_in_ = n_features
     if feature_names is not None:
         estimator.feature_names_in_ = np.asarray(feature_names, dtype=object)
+    output = document.get("set_output", {})
+    if output:
+        if set(output) != {"transform"} or output["transform"] not in _OUTPUTS:
+            raise ValueError(f"Invalid set_output={output!r} in the model file.")
+        estimator.set_output(transform=output["transform"])
     return estimator
 
 

@@ -662,3 +662,22 @@ def test_format_3_files_written_before_the_fit_plan_still_load_and_compute_the_s
         loaded.partial_fit(data)
         assert loaded.fit_plan_.network() == plan.network() and loaded.fit_plan_.n_samples == 40
 
+
+def test_set_output_survives_saving_as_it_survives_pickling(tmp_path):
+    est = tiny(AutoEncoderTransformer).set_output(transform="pandas").fit(X)
+    est.save(tmp_path / "model.safetensors")
+    loaded = skae.load(tmp_path / "model.safetensors")
+    codes = loaded.transform(X)
+    assert isinstance(codes, pd.DataFrame)
+    pd.testing.assert_frame_equal(codes, est.transform(X))
+    pd.testing.assert_frame_equal(codes, pickle.loads(pickle.dumps(est)).transform(X))
+    plain = tiny(AutoEncoderTransformer).fit(X)
+    plain.save(tmp_path / "plain.safetensors")
+    assert isinstance(skae.load(tmp_path / "plain.safetensors").transform(X), np.ndarray)
+    edited = rewrite(
+        tmp_path / "model.safetensors",
+        tmp_path / "edited.safetensors",
+        edit_document=lambda document: document.update(set_output={"transform": "os.system"}),
+    )
+    with pytest.raises(ValueError, match="Invalid set_output"):
+        skae.load(edited)
