@@ -54,6 +54,7 @@ from ._training import (
     process_group,
     train,
     training_rows,
+    unconverged,
 )
 from ._validation import (
     check_float,
@@ -495,66 +496,15 @@ class BaseAutoEncoder(BaseEstimator):
                 stacklevel=4,
             )
         elif full:
-            self._warn_about_convergence(state, outcome, loss_to_beat, first_epoch)
+            losses = state.loss_curve[first_epoch:]
+            problem = unconverged(type(self).__name__, outcome, losses, plan, loss_to_beat,
+                                  warn_short_schedule=self._warns_of_a_short_schedule)  # fmt: skip
+            if problem is not None:
+                warnings.warn(problem, ConvergenceWarning, stacklevel=4)
         if full:
             state.attributes["max_iter_"] = plan.max_iter
         state.attributes.update(extras)
         self._adopt(state)
-
-    def _warn_about_convergence(self, state, outcome, loss_to_beat, first_epoch):
-        """Warn when a fit ended unconverged: its loss did not fall, it ran out of epochs while
-        still learning, or it ended no clearly better than the column means."""
-        plan = state.plan
-        losses = state.loss_curve[first_epoch:]
-        name = type(self).__name__
-        above_means = bool(losses) and not losses[-1] < loss_to_beat
-        worse_than_means = (
-            f"its training loss ({losses[-1]:.4g}) is not clearly below the loss of predicting "
-            f"every row by the training data's column means (clearly below is under "
-            f"{loss_to_beat:.4g}): training did not learn the structure of X"
-            if above_means
-            else ""
-        )
-        kept = ""
-        if outcome.best_epoch is not None and outcome.best_epoch < outcome.epochs:
-            which = (
-                "its starting point"
-                if outcome.best_epoch == 0
-                else f"those after epoch {outcome.best_epoch}"
-            )
-            kept = f" It keeps the weights that did best on its validation rows: {which}."
-        if len(losses) > 1 and not losses[-1] < losses[0]:
-            message = (
-                f"{name}'s training loss did not fall: {losses[0]:.4g} after the first epoch, "
-                f"{losses[-1]:.4g} after the last. The network has probably collapsed; try a "
-                f"smaller learning_rate_init (it is {self.learning_rate_init})."
-            )
-        elif (
-            outcome.epochs == plan.max_iter
-            and outcome.still_learning
-            and self._warns_of_a_short_schedule
-        ):
-            chosen = f"'auto' (= {plan.max_iter})" if self.max_iter == "auto" else self.max_iter
-            if outcome.tail_share is None:
-                how = f"still falling by more than tol={self.tol}"
-            else:
-                how = (
-                    f"still falling: the last quarter of the cosine schedule brought "
-                    f"{outcome.tail_share:.0%} of its fall"
-                )
-            message = (
-                f"{name} reached max_iter={chosen} epochs while the loss was {how}; consider "
-                "raising max_iter." + (f" So far {worse_than_means}." if above_means else "")
-            )
-        elif above_means:
-            message = (
-                f"{name} ended unconverged: {worse_than_means}. The usual cause is a learning "
-                "rate too large for this data: try a smaller learning_rate_init (it is "
-                f"{self.learning_rate_init}); else train longer (max_iter)."
-            )
-        else:
-            return
-        warnings.warn(message + (kept if above_means else ""), ConvergenceWarning, stacklevel=5)
 
     def _make_step(self, state, batch_size):
         """The optimizer step that ``state.plan.step`` names, on batches of ``batch_size``

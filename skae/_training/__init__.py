@@ -19,7 +19,7 @@ from ._data import (
     training_rows,
 )
 from ._distributed import process_group
-from ._loop import Outcome, TrainingState, train
+from ._loop import Outcome, TrainingState, train, unconverged
 from ._steps import CudaGraphStep, TrainingStep, learning_rates, load_optimizer_state
 
 __all__ = [
@@ -40,4 +40,5 @@ __all__ = [
     "process_group",
     "train",
     "training_rows",
+    "unconverged",
 ]

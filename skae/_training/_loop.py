@@ -146,6 +146,59 @@ def train(state, rows, make_step, group, reconstruct, *, loss_to_beat=math.inf, 
     return outcome
 
 
+def unconverged(name, outcome, losses, plan, loss_to_beat, *, warn_short_schedule=True):
+    """What went wrong with a fit (of estimator ``name``) that ended unconverged, for a
+    ConvergenceWarning, or None: its loss did not fall, it ran out of epochs while still
+    learning (unless ``warn_short_schedule`` is off), or it ended no clearly better than the
+    column means (``loss_to_beat``). ``losses``: this fit's loss curve."""
+    above_means = bool(losses) and not losses[-1] < loss_to_beat
+    worse_than_means = (
+        f"its training loss ({losses[-1]:.4g}) is not clearly below the loss of predicting "
+        f"every row by the training data's column means (clearly below is under "
+        f"{loss_to_beat:.4g}): training did not learn the structure of X"
+        if above_means
+        else ""
+    )
+    kept = ""
+    if outcome.best_epoch is not None and outcome.best_epoch < outcome.epochs:
+        which = (
+            "its starting point"
+            if outcome.best_epoch == 0
+            else f"those after epoch {outcome.best_epoch}"
+        )
+        kept = f" It keeps the weights that did best on its validation rows: {which}."
+    rate = plan.learning_rate_init
+    if len(losses) > 1 and not losses[-1] < losses[0]:
+        message = (
+            f"{name}'s training loss did not fall: {losses[0]:.4g} after the first epoch, "
+            f"{losses[-1]:.4g} after the last. The network has probably collapsed; try a "
+            f"smaller learning_rate_init (it is {rate})."
+        )
+    elif outcome.epochs == plan.max_iter and outcome.still_learning and warn_short_schedule:
+        auto = "max_iter" in plan.auto
+        chosen = f"'auto' (= {plan.max_iter})" if auto else plan.max_iter
+        if outcome.tail_share is None:
+            how = f"still falling by more than tol={plan.tol}"
+        else:
+            how = (
+                f"still falling: the last quarter of the cosine schedule brought "
+                f"{outcome.tail_share:.0%} of its fall"
+            )
+        message = (
+            f"{name} reached max_iter={chosen} epochs while the loss was {how}; consider "
+            "raising max_iter." + (f" So far {worse_than_means}." if above_means else "")
+        )
+    elif above_means:
+        message = (
+            f"{name} ended unconverged: {worse_than_means}. The usual cause is a learning "
+            "rate too large for this data: try a smaller learning_rate_init (it is "
+            f"{rate}); else train longer (max_iter)."
+        )
+    else:
+        return None
+    return message + (kept if above_means else "")
+
+
 def _clearly_better(start_errors, best_errors, group):
     """Whether the rows' errors fell from ``start_errors`` to ``best_errors`` by more than
     ``SIGNIFICANT_IMPROVEMENT`` standard errors of their paired differences (over every
