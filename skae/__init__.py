@@ -4,6 +4,7 @@ from ._autoencoder import AutoEncoderTransformer
 from ._imputer import AutoEncoderImputer
 from ._outliers import AutoEncoderOutlierDetector
 from ._persistence import load
+from ._plan import FitPlan
 from ._vae import VariationalAutoEncoderTransformer
 
 __version__ = "0.1.0"
@@ -12,6 +13,7 @@ __all__ = [
     "AutoEncoderImputer",
     "AutoEncoderOutlierDetector",
     "AutoEncoderTransformer",
+    "FitPlan",
     "VariationalAutoEncoderTransformer",
     "load",
     "__version__",

@@ -7,13 +7,13 @@ import torch
 import torch.autograd.forward_ad as forward_ad
 import torch.nn.functional as F
 
-from ._auto import FIRST_HIDDEN, resolve_init
 from ._base import BaseAutoEncoder, CodesTransformerMixin
 from ._missing import hidden_weighted_mse, masked_mse, reads_mask
 from ._modules import last_linear, mlp, mlp_beside_a_linear_path, start_at
 from ._pca_start import principal_axes
 from ._persistence import register
-from ._training import _backprop
+from ._plan import PlanRules
+from ._training import BackpropStep
 from ._validation import check_float, check_option
 
 NOISE_TYPES = (None, "gaussian", "masking")
@@ -41,28 +41,23 @@ class AutoEncoderModel(BaseAutoEncoder):
         check_float("contractive_penalty", self.contractive_penalty, low=0)
         check_option("init", self.init, ("auto", "pca", "random"))
 
-    # init="auto" resolves per data set (see skae._auto.resolve_init); model files written
-    # before init existed hold networks started at random.
-    _network_attributes = {"init_": "random"}
+    # AutoEncoderTransformer documents init_ among its fitted attributes.
+    _plan_attributes = (*BaseAutoEncoder._plan_attributes, "init")
 
-    def _choose_network(self, n_samples, n_features, full):
-        if self.init == "auto" and (self._regularised() or not full):
+    def _plan_rules(self):
+        regularised = self._regularised()
+        return PlanRules(
             # The regularisers ask for codes with a property PCA's lack (sparse, robust to
             # noise, contracted), which a network kept near PCA's solution does not acquire:
             # on digits, a sparse, denoising or contractive fit started at PCA showed none of
-            # its effect. partial_fit has no validation split to keep a PCA start from being
-            # trained away by Adam's first steps, which move every weight by about the
-            # learning rate (its loss rose above the start's for a few blocks of digits), and
-            # its first block need not represent the data.
-            return {"init_": "random"}
-        return {"init_": resolve_init(self.init, n_samples, n_features)}
-
-    def _validation_share_for(self, n_samples, state=None):
-        # The validation split watches the reconstruction error, not what a regulariser asks
-        # for; "auto" leaves it to the plain autoencoder.
-        if self.early_stopping == "auto" and self._regularised():
-            return None
-        return super()._validation_share_for(n_samples, state)
+            # its effect. And the validation split watches the reconstruction error, not what
+            # a regulariser asks for.
+            pca_start=not regularised,
+            early_stopping=not regularised,
+            backprop=self.l1_penalty == 0 and self.contractive_penalty == 0,
+            random_loss=(self.noise_type is not None and self.noise_level > 0)
+            or self.contractive_penalty > 0,
+        )
 
     def _regularised(self):
         """Whether a sparse, denoising or contractive term is on."""
@@ -72,47 +67,27 @@ class AutoEncoderModel(BaseAutoEncoder):
             or self.contractive_penalty > 0
         )
 
-    def _output_activation_for(self, network, n_features):
-        # Behind a sigmoid, the PCA start is PCA's in the logit's units, far from PCA's own
-        # reconstruction: fine for images with few codes (5,000 MNIST images at 64 codes: test
-        # SSE 3.3 with a sigmoid, 6.0 with a linear output, PCA 7.2), but on narrow data with
-        # many codes it loses (digits at 48 of 64 codes: 11 times PCA's error). There only a
-        # linear output starts exactly at PCA's reconstruction.
-        if (
-            self.output_activation == "auto"
-            and network["init_"] == "pca"
-            and n_features <= FIRST_HIDDEN
-        ):
-            return "identity"
-        return self.output_activation
-
-    def _build_modules(
-        self, n_features, hidden_layer_sizes, output_activation, generator, n_inputs=None,
-        init_="random",
-    ):  # fmt: skip
-        check_option("init_", init_, ("pca", "random"))
-        sizes = [n_features, *hidden_layer_sizes, self.n_components]
-        encoder_sizes = [n_inputs or n_features, *sizes[1:]]
-        if init_ == "random":
-            encoder = mlp(encoder_sizes, self.activation, generator=generator)
-            decoder = self._build_decoder(
-                n_features, hidden_layer_sizes, output_activation, generator
-            )
+    def _build_modules(self, plan, generator):
+        sizes = [plan.n_features, *plan.hidden_layer_sizes, plan.n_components]
+        encoder_sizes = [plan.n_inputs, *sizes[1:]]
+        if plan.init == "random":
+            encoder = mlp(encoder_sizes, plan.activation, generator=generator)
+            decoder = self._build_decoder(plan, generator)
         else:
-            encoder = mlp_beside_a_linear_path(encoder_sizes, self.activation, generator=generator)
+            encoder = mlp_beside_a_linear_path(encoder_sizes, plan.activation, generator=generator)
             decoder = mlp_beside_a_linear_path(
-                sizes[::-1], self.activation, output_activation=output_activation,
+                sizes[::-1], plan.activation, output_activation=plan.output_activation,
                 generator=generator,
             )  # fmt: skip
         return {"encoder_": encoder, "decoder_": decoder}
 
-    def _initialise(self, modules, X, stats, scaling, output_activation, group, init_):
-        if init_ == "random":
-            return super()._initialise(modules, X, stats, scaling, output_activation, group)
+    def _initialise(self, modules, X, stats, scaling, plan, group):
+        if plan.init == "random":
+            return super()._initialise(modules, X, stats, scaling, plan, group)
         # PCA's projection z = A (x - mean) and reconstruction x = A^T z + mean, in the model's
         # units. An encoder that reads the missing-value mask beside the values (twice as many
         # inputs) starts with the mask's weights at zero.
-        axes = principal_axes(X, stats.mean, scaling, self.n_components, group, self._check_block)
+        axes = principal_axes(X, stats.mean, scaling, plan.n_components, group, self._check_block)
         axes = torch.as_tensor(axes, dtype=torch.float32)
         means = scaling.to_model(torch.as_tensor(stats.mean, dtype=torch.float32))
         encoder, decoder = last_linear(modules["encoder_"]), last_linear(modules["decoder_"])
@@ -122,7 +97,7 @@ class AutoEncoderModel(BaseAutoEncoder):
             encoder.weight[:, :n_features].copy_(axes)
             encoder.bias.copy_(-axes @ means)
             decoder.weight.copy_(axes.T)
-        start_at(modules["decoder_"], means, output_activation)
+        start_at(modules["decoder_"], means, plan.output_activation)
 
     def _warn_about_data(self, n_features):
         if self.n_components >= n_features and not self._regularised():
@@ -151,49 +126,27 @@ class AutoEncoderModel(BaseAutoEncoder):
             loss = loss + self.contractive_penalty * contraction_penalty(codes, jacobian_probe)
         return loss
 
-    def _hidden_weight(self):
-        """How much the error of an observed value hidden from the network (masking) weighs
-        in the loss, against one it was shown: 1 here; see AutoEncoderImputer."""
-        return 1.0
-
     def _reconstruction_loss(self, state, output, x, x_in):
         """The reconstruction term of the loss on a batch (``x_in``: the network's input, x
         with noise): the mean squared error (over the observed entries, for a network that
-        reads the missing-value mask, the values it was not shown weighing
-        ``_hidden_weight()``). An estimator built on this autoencoder may weigh the rows
+        reads the missing-value mask, the values it was not shown weighing the plan's
+        ``hidden_weight``). An estimator built on this autoencoder may weigh the rows
         otherwise."""
         if reads_mask(state):
-            hidden_weight = self._hidden_weight()
+            hidden_weight = state.plan.hidden_weight
             if hidden_weight != 1.0:
                 return hidden_weighted_mse(output, x, x_in, hidden_weight)
             return masked_mse(output, x)
         return F.mse_loss(output, x)
 
-    def _make_step(self, state, batch_size, capture_graph):
-        # The plain reconstruction loss (with or without input noise) has its backward pass
-        # written out, which is faster on the CPU. Other devices keep autograd: the written-out
-        # pass has not been run there, and on CUDA a captured graph already takes autograd's
-        # bookkeeping off the step.
-        layers = [layer for name in self._module_names for layer in _sequence(state.modules[name])]
-        if (
-            state.device.type == "cpu"
-            and self.l1_penalty == 0
-            and self.contractive_penalty == 0
-            and _backprop.supports(layers)
-        ):
+    def _make_step(self, state, batch_size):
+        if state.plan.step == "backprop":
             corrupt = lambda x: self._corrupt(state, x)  # noqa: E731
-            return _backprop.BackpropStep(
-                layers, state.optimizer, corrupt, hidden_weight=self._hidden_weight()
+            layers = [state.modules[name] for name in self._module_names]
+            return BackpropStep(
+                layers, state.optimizer, corrupt, hidden_weight=state.plan.hidden_weight
             )
-        return super()._make_step(state, batch_size, capture_graph)
-
-    def _draws_random_numbers(self, state):
-        # A network that reads the missing-value mask is trained with values hidden at random.
-        return (
-            reads_mask(state)
-            or (self.noise_type is not None and self.noise_level > 0)
-            or self.contractive_penalty > 0
-        )
+        return super()._make_step(state, batch_size)
 
     def _corrupt(self, state, x):
         """The training input: x with noise, in the model's units (the target stays x).
@@ -356,7 +309,8 @@ class AutoEncoderTransformer(CodesTransformerMixin, AutoEncoderModel):
         wait on each other; MNIST's 784-256-128-64 at batches of 256 takes two (or more).
         Results agree to float32 rounding whatever the count.
     verbose : int, default=0
-        0 prints nothing; 1 shows a progress bar with the loss.
+        0 prints nothing; 1 prints the fit plan (``fit_plan_``) as a fit starts and shows a
+        progress bar with the loss.
 
     Attributes
     ----------
@@ -364,6 +318,14 @@ class AutoEncoderTransformer(CodesTransformerMixin, AutoEncoderModel):
         The trained networks.
     n_iter_ : int
         Epochs trained.
+    fit_plan_ : skae.FitPlan
+        Every choice the last call to fit or partial_fit made before training, "auto"'s
+        among them: the network (start, widths, output layer, input scaling, missing-value
+        mask), the training (batch size, epochs, schedule, validation split, stopping rules,
+        the kind of optimizer step) and where it ran (device, torch threads, processes).
+        ``print(est.fit_plan_)`` shows it in a few lines, which ``verbose=1`` prints as a fit
+        starts; its fields are attributes (``est.fit_plan_.init``). The attributes below
+        that "auto" chose repeat some of it.
     hidden_layer_sizes_ : tuple of int
         The hidden layers of the network (what "auto" chose).
     init_ : {"pca", "random"}
@@ -465,11 +427,6 @@ class AutoEncoderTransformer(CodesTransformerMixin, AutoEncoderModel):
         self.device = device
         self.n_threads = n_threads
         self.verbose = verbose
-
-
-def _sequence(module):
-    """A module's layers in order: those of an ``nn.Sequential``, else the module itself."""
-    return list(module) if isinstance(module, torch.nn.Sequential) else [module]
 
 
 def _encode_with_jvp(encoder, x, generator):

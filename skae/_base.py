@@ -1,10 +1,10 @@
 """The shared estimator base: what every skae estimator does with its network.
 
 ``BaseAutoEncoder`` holds the scikit-learn contract common to all of them: parameters, input
-validation, what fit and partial_fit train (and how long: ``skae._auto``; on how many threads:
-``skae._threads``), inference in chunks, tags, pickling and saving. The training itself runs in
-``skae._training``. Subclasses say what their network is and what it minimises
-(``_build_modules``, ``_loss``, ``_encode``, ``_decode``).
+validation, the path of fit and partial_fit (the plan: ``skae._plan``; the training itself:
+``skae._training``), inference in chunks, tags, pickling and saving. Subclasses say what their
+network is, where it starts and what it minimises (``_plan_rules``, ``_build_modules``,
+``_initialise``, ``_loss``, ``_encode``, ``_decode``).
 
 ``CodesTransformerMixin`` adds the transformer's face (transform, inverse_transform, score,
 score_samples, feature names) to the estimators whose output is the codes.
@@ -13,6 +13,7 @@ score_samples, feature names) to the estimators whose output is the codes.
 import copy
 import math
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,19 +23,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._auto import (
-    check_auto_or_int,
-    check_auto_or_sizes,
-    resolve_batch_size,
-    resolve_hidden_layer_sizes,
-    resolve_max_iter,
-    resolve_validation_share,
-)
 from ._input_checks import explained_input_errors
 from ._missing import (
     MissingMask,
     has_nan,
-    reads_mask,
     refuse_empty_columns,
     refuse_empty_rows,
     refuse_nan,
@@ -42,17 +34,18 @@ from ._missing import (
 )
 from ._modules import ACTIVATIONS, OUTPUT_ACTIVATIONS, mlp, start_at
 from ._persistence import save as _save
-from ._scaling import AffineScaling, ColumnStats, choose_scaling, column_statistics
-from ._threads import (
-    choose_threads,
-    inference_flops,
-    torch_threads,
-    training_flops,
+from ._plan import (
+    DataSummary,
+    PlanRules,
+    check_auto_or_int,
+    check_auto_or_sizes,
+    make_plan,
 )
+from ._scaling import AffineScaling, ColumnStats, column_statistics, input_scaling
+from ._threads import choose_threads, inference_flops, torch_threads
 from ._training import (
     INFERENCE_CHUNK_ROWS,
     CudaGraphStep,
-    Plan,
     TrainingState,
     TrainingStep,
     is_out_of_core,
@@ -62,6 +55,7 @@ from ._training import (
     process_group,
     train,
     training_rows,
+    unconverged,
 )
 from ._validation import (
     check_float,
@@ -103,70 +97,73 @@ class _UnchangedOnError:
 
 
 class BaseAutoEncoder(BaseEstimator):
-    """Base class for skae's estimators; not for direct use."""
+    """Base class for skae's estimators; not for direct use.
+
+    ``fit`` and ``partial_fit`` go: check the parameters, validate X, gather its column
+    statistics, make the plan (``skae._plan.make_plan``, with the estimator's ``_plan_rules``),
+    build and start the network the plan describes (or copy the fitted one), train it
+    (``skae._training.train``), then adopt it. A subclass states what differs for it: its
+    plan rules, its network and start (``_build_modules``, ``_initialise``), its loss
+    (``_loss``, ``_constant_loss``) and what it computes once trained (``_fitted_extras``).
+    """
 
     # The torch modules that a fit trains. Their names are the fitted attributes.
     _module_names = ("encoder_", "decoder_")
+    # Choices of the plan kept as fitted attributes of their own, with a trailing underscore
+    # (``fit_plan_`` holds them all).
+    _plan_attributes = ("hidden_layer_sizes", "output_activation", "mask_input", "batch_size")
+    # Whether running out of epochs while the training loss still falls warns (and suggests
+    # a larger max_iter). An estimator whose training loss does not measure what it is for
+    # turns this off.
+    _warns_of_a_short_schedule = True
 
-    # -- what a subclass provides -------------------------------------------------------------
+    # -- what a subclass states ---------------------------------------------------------------
 
-    def _build_modules(
-        self, n_features, hidden_layer_sizes, output_activation, generator, n_inputs=None,
-        **network,
-    ):  # fmt: skip
-        """Return ``{"encoder_": module, "decoder_": module}`` on the CPU, initialised from
-        ``generator``; with ``generator=None``, uninitialised on the meta device. The encoder
-        reads ``n_inputs`` columns (``n_features`` when None; twice that when the missing-value
-        mask is beside the values, see ``skae._missing``), the decoder writes ``n_features``.
-        ``network`` holds the subclass's ``_network_attributes``."""
+    def _plan_rules(self):
+        """How this estimator's "auto" parameters resolve (a ``skae._plan.PlanRules``)."""
+        return PlanRules()
+
+    def _build_modules(self, plan, generator):
+        """Return ``{"encoder_": module, "decoder_": module}`` as ``plan`` describes them, on
+        the CPU, initialised from ``generator``; with ``generator=None``, uninitialised on the
+        meta device. The encoder reads ``plan.n_inputs`` columns, the decoder writes
+        ``plan.n_features``."""
         raise NotImplementedError
-
-    # Fitted attributes of the subclass's own that shape its network beyond
-    # hidden_layer_sizes_ (what its "auto" parameters chose), with the value that describes
-    # model files written before the attribute existed.
-    _network_attributes = {}
-
-    def _choose_network(self, n_samples, n_features, full):
-        """``{name: value}`` for ``_network_attributes``: what a new network is built with, for
-        fit (``full``) or partial_fit."""
-        return {}
-
-    def _max_epochs_for(self, n_samples, batch_size):
-        """The epochs of a fit on ``n_samples`` rows in batches of ``batch_size``."""
-        return resolve_max_iter(self.max_iter, n_samples, batch_size)
-
-    def _validation_share_for(self, n_samples, state=None):
-        """The share of ``n_samples`` rows that a fit of a network ``state`` holds out for
-        early stopping, or None for no early stopping (see ``resolve_validation_share``).
-
-        "auto" does not for a network that reads the missing-value mask: its validation error
-        watches rebuilt values, while training also hides some (see ``AutoEncoderModel``). On
-        digits with 20% missing (16 codes), logistic regression on the codes scored 0.925
-        with the split (mean of 3 seeds) and 0.933 without, complete digits 0.948."""
-        if state is not None and reads_mask(state) and self.early_stopping == "auto":
-            return None
-        return resolve_validation_share(self.early_stopping, n_samples, self.validation_fraction)
-
-    def _output_activation_for(self, network, n_features):
-        """The ``output_activation`` to ask ``choose_scaling`` for, given ``network``."""
-        return self.output_activation
-
-    def _takes_missing_mask(self, stats):
-        """Whether a new network reads the missing-value mask beside the values: when the
-        training data (of ColumnStats ``stats``) have missing values."""
-        return stats.has_missing
 
     def _loss(self, state, x):
         """The training objective on a batch ``x`` in the model's units (a 0-d tensor)."""
         raise NotImplementedError
 
-    def _build_decoder(self, n_features, hidden_layer_sizes, output_activation, generator):
+    def _initialise(self, modules, X, stats, scaling, plan, group):
+        """Set the starting point of freshly built ``modules`` (on the CPU) for training data X
+        with column statistics ``stats``: by default, a decoder that outputs the column means."""
+        means = scaling.to_model(torch.as_tensor(stats.mean, dtype=torch.float32))
+        start_at(modules["decoder_"], means, plan.output_activation)
+
+    def _constant_loss(self, stats, scaling, share=1.0):
+        """The training objective of a model whose reconstruction error is ``share`` times
+        that of predicting every row by the training data's column means (``stats``, a
+        ColumnStats in the user's units). For a mean-squared-error objective: ``share`` times
+        the mean variance of the features, in the model's units."""
+        return share * _mean_variance(stats) / scaling.scale**2
+
+    def _fitted_extras(self, state, X, group):
+        """Fitted attributes of the subclass's own, computed once training has ended."""
+        return {}
+
+    def _check_extra_params(self):
+        """Validate the subclass's own parameters (raise ValueError)."""
+
+    def _warn_about_data(self, n_features):
+        """Warn (stacklevel 5: the caller of fit) about settings that do not suit the data."""
+
+    def _build_decoder(self, plan, generator):
         """The decoder every estimator here shares: codes -> the hidden layers in reverse ->
-        n_features, then ``output_activation``."""
+        n_features, then the plan's output activation."""
         return mlp(
-            [self.n_components, *reversed(hidden_layer_sizes), n_features],
-            self.activation,
-            output_activation=output_activation,
+            [plan.n_components, *reversed(plan.hidden_layer_sizes), plan.n_features],
+            plan.activation,
+            output_activation=plan.output_activation,
             generator=generator,
         )
 
@@ -178,34 +175,6 @@ class BaseAutoEncoder(BaseEstimator):
 
     def _reconstruct(self, modules, x):
         return self._decode(modules, self._encode(modules, x))
-
-    def _check_extra_params(self):
-        """Validate the subclass's own parameters (raise ValueError)."""
-
-    def _warn_about_data(self, n_features):
-        """Warn (stacklevel 5: the caller of fit) about settings that do not suit the data."""
-
-    def _fitted_extras(self, state, X, group):
-        """Fitted attributes of the subclass's own, computed once training has ended."""
-        return {}
-
-    def _initialise(self, modules, X, stats, scaling, output_activation, group, **network):
-        """Set the starting point of freshly built ``modules`` (on the CPU) for training data X
-        with column statistics ``stats``: by default, a decoder that outputs the column means."""
-        means = scaling.to_model(torch.as_tensor(stats.mean, dtype=torch.float32))
-        start_at(modules["decoder_"], means, output_activation)
-
-    def _constant_loss(self, stats, scaling, share=1.0):
-        """The training objective of a model whose reconstruction error is ``share`` times
-        that of predicting every row by the training data's column means (``stats``, a
-        ColumnStats in the user's units). For a mean-squared-error objective: ``share`` times
-        the mean variance of the features, in the model's units."""
-        return share * _mean_variance(stats) / scaling.scale**2
-
-    def _draws_random_numbers(self, state):
-        """Whether ``_loss`` draws random numbers when training ``state`` (which a CUDA graph
-        would replay frozen)."""
-        return False
 
     # -- what a subclass adds to its model files (see skae._persistence) ----------------------
 
@@ -245,6 +214,15 @@ class BaseAutoEncoder(BaseEstimator):
         check_n_threads(self.n_threads)
         self._check_extra_params()
         return resolve_device(self.device)
+
+    # The parameters that a plan reads (those an estimator has: the VAE has no init).
+    _PLANNED = ("n_components", "hidden_layer_sizes", "activation", "output_activation", "init",
+                "hidden_weight", "max_iter", "batch_size", "learning_rate_init", "learning_rate",
+                "early_stopping", "validation_fraction", "n_iter_no_change", "tol",
+                "n_threads")  # fmt: skip
+
+    def _planned_params(self):
+        return {name: getattr(self, name) for name in self._PLANNED if hasattr(self, name)}
 
     # -- fitting -------------------------------------------------------------------------------
 
@@ -298,14 +276,42 @@ class BaseAutoEncoder(BaseEstimator):
             missing = "refuse" if continuing and not self._reads_mask() else "allow"
             X = self._validate_input(X, reset=not continuing, missing=missing)
             group = process_group(device)
-            if continuing:
-                state = self._resume(device, keep_optimizer=not full)
-                stats = self._column_statistics(X).over_processes(group) if full else None
-            else:
+            # A partial_fit that continues reads nothing of X's statistics: its network and
+            # scaling are set; a fit's plateau rule needs them.
+            stats = None
+            if full or not continuing:
                 stats = self._column_statistics(X).over_processes(group)
-                state = self._start(X, stats, device, group, full=full)
-            self._train(state, X, group, full=full, stats=stats, missing=missing)
+                if stats.counts is not None:
+                    names = getattr(self, "feature_names_in_", None)
+                    refuse_empty_columns(stats.counts, self, names)
+            plan = self._plan(X, stats, device, group, continuing=continuing, full=full)
+            if continuing:
+                state = self._resume(plan, device, keep_optimizer=not full)
+            else:
+                state = self._start(X, stats, plan, group)
+            self._train(state, X, group, stats, full=full, missing=missing)
         return self
+
+    def _plan(self, X, stats, device, group, *, continuing, full):
+        """The FitPlan of this call (printed with ``verbose``)."""
+        if stats is None:
+            (n_samples,) = group.reduce_sum(X.shape[0])
+            data = DataSummary(n_samples=int(n_samples), n_features=X.shape[1])
+        else:
+            data = DataSummary.of(stats)
+        plan = make_plan(
+            self._plan_rules(),
+            self._planned_params(),
+            data,
+            device=device,
+            group=group,
+            blueprint=self._blueprint,
+            full=full,
+            previous=self.fit_plan_ if continuing else None,
+        )
+        if self.verbose and group.rank == 0:
+            print(f"{type(self).__name__}: {plan}", flush=True)
+        return plan
 
     def _reads_mask(self):
         """Whether the fitted network reads the missing-value mask (fitted on data with NaN)."""
@@ -366,47 +372,23 @@ class BaseAutoEncoder(BaseEstimator):
         if missing == "rows":
             refuse_empty_rows(X, self)
 
-    def _hidden_layer_sizes_for(self, n_samples, n_features):
-        """The encoder's hidden widths for ``n_samples`` rows of ``n_features``: what
-        ``hidden_layer_sizes`` says, "auto" resolved by ``resolve_hidden_layer_sizes``."""
-        return resolve_hidden_layer_sizes(self.hidden_layer_sizes, n_features, self.n_components)
-
-    def _start(self, X, stats, device, group, *, full=True):
-        """A fresh network, optimizer and input scaling for X, whose column statistics (over
-        every process's rows) are ``stats``."""
-        if stats.counts is not None:
-            refuse_empty_columns(stats.counts, self, getattr(self, "feature_names_in_", None))
+    def _start(self, X, stats, plan, group):
+        """A fresh network, optimizer and input scaling as ``plan`` describes, for X, whose
+        column statistics (over every process's rows) are ``stats``."""
         seed = group.broadcast_seed(_draw_seed(self.random_state))
-        n_features = X.shape[1]
-        network = self._choose_network(stats.n_rows, n_features, full)
-        output_activation, scaling = choose_scaling(
-            stats, self._output_activation_for(network, n_features), device
-        )
-        self._warn_about_data(n_features)
-        hidden = self._hidden_layer_sizes_for(stats.n_rows, n_features)
-        generator = torch.Generator().manual_seed(seed)
-        mask_input = self._takes_missing_mask(stats)
-        n_inputs = 2 * n_features if mask_input else None
-        modules = self._build_modules(
-            n_features, hidden, output_activation, generator, n_inputs=n_inputs, **network
-        )
-        self._initialise(modules, X, stats, scaling, output_activation, group, **network)
-        if mask_input:
+        device = torch.device(plan.device)
+        scaling = input_scaling(stats, plan.scaling, device)
+        self._warn_about_data(plan.n_features)
+        modules = self._build_modules(plan, torch.Generator().manual_seed(seed))
+        self._initialise(modules, X, stats, scaling, plan, group)
+        if plan.mask_input:
             fill = scaling.to_model(torch.as_tensor(stats.mean, dtype=torch.float32))
             modules = _with_mask_input(modules, fill)
         modules = {name: module.to(device) for name, module in modules.items()}
         state = TrainingState(
-            modules=modules,
-            optimizer=None,
-            scaling=scaling,
-            output_activation=output_activation,
-            device=device,
-            seed=seed,
+            modules=modules, optimizer=None, scaling=scaling, plan=plan, device=device, seed=seed
         )
         state.optimizer = self._make_optimizer(state.parameters(), device)
-        state.attributes["hidden_layer_sizes_"] = hidden
-        state.attributes["mask_input_"] = mask_input
-        state.attributes.update(network)
         return state
 
     def _column_statistics(self, X):
@@ -414,7 +396,7 @@ class BaseAutoEncoder(BaseEstimator):
             return ColumnStats.of(X)
         return column_statistics(block for _, block in iter_blocks(X, self._check_block))
 
-    def _resume(self, device, *, keep_optimizer):
+    def _resume(self, plan, device, *, keep_optimizer):
         """A copy of the fitted state to train on (the original stays until the copy succeeds)."""
         differing = self._module_unlike_params()
         if differing is not None:
@@ -432,7 +414,7 @@ class BaseAutoEncoder(BaseEstimator):
             modules=modules,
             optimizer=None,
             scaling=AffineScaling(self.input_offset_, self.input_scale_, device),
-            output_activation=self.output_activation_,
+            plan=plan,
             device=device,
             seed=self._seed,
             n_iter=self.n_iter_,
@@ -442,39 +424,28 @@ class BaseAutoEncoder(BaseEstimator):
         state.optimizer = self._make_optimizer(state.parameters(), device)
         if keep_optimizer:
             load_optimizer_state(state.optimizer, optimizer.state_dict())
-        state.attributes["mask_input_"] = self._reads_mask()
         return state
 
-    def _blueprint(
-        self, n_features, hidden_layer_sizes, output_activation, mask_input=False, **network
-    ):
-        """The network the parameters describe, on the meta device: no memory, no weights.
-        ``mask_input``: whether it reads the missing-value mask (``mask_input_``); ``network``:
-        the ``_network_attributes``."""
-        n_inputs = 2 * n_features if mask_input else None
-        modules = self._build_modules(
-            n_features, hidden_layer_sizes, output_activation, None, n_inputs=n_inputs, **network
-        )
-        if mask_input:
-            modules = _with_mask_input(modules, torch.empty(n_features, device="meta"))
+    def _blueprint(self, plan):
+        """The network ``plan`` describes, on the meta device: no memory, no weights."""
+        modules = self._build_modules(plan, None)
+        if plan.mask_input:
+            modules = _with_mask_input(modules, torch.empty(plan.n_features, device="meta"))
         return modules
-
-    def _fitted_network(self):
-        """The fitted network's ``_network_attributes``."""
-        return {name: getattr(self, name) for name in self._network_attributes}
 
     def _module_unlike_params(self):
         """The name of the first fitted module that the current parameters would not build
         (its layers or their shapes differ), or None when they describe the fitted network."""
         hidden = self.hidden_layer_sizes
         if isinstance(hidden, str) and hidden == "auto":
-            hidden = self.hidden_layer_sizes_  # what "auto" chose for this network
+            hidden = self.fit_plan_.hidden_layer_sizes  # what "auto" chose for this network
         expected = self._blueprint(
-            self.n_features_in_,
-            hidden,
-            self.output_activation_,
-            self._reads_mask(),
-            **self._fitted_network(),
+            replace(
+                self.fit_plan_,
+                n_components=self.n_components,
+                activation=self.activation,
+                hidden_layer_sizes=tuple(hidden),
+            )
         )
         for name in self._module_names:
             fitted = getattr(self, name)
@@ -492,51 +463,33 @@ class BaseAutoEncoder(BaseEstimator):
         fused = device.type == "cpu"
         return torch.optim.Adam(parameters, lr=self.learning_rate_init, fused=fused)
 
-    def _train(self, state, X, group, *, full, stats, missing="allow"):
-        """Train ``state`` on X, warn about how it ended, and adopt it as the fitted state.
+    def _train(self, state, X, group, stats, *, full, missing="allow"):
+        """Train ``state`` on X as its plan says, warn about how it ended, and adopt it as the
+        fitted state.
 
-        ``full`` (fit, not partial_fit) gives the call ``max_iter`` epochs, the learning-rate
-        schedule, early stopping, the plateau rule and the convergence warnings; partial_fit
-        trains one epoch at ``learning_rate_init``. ``stats`` (fit only) are X's column
-        statistics, from which the loss that a fit must beat is set. ``missing``: the NaN
-        policy for the blocks of out-of-core X (see ``_validate_input``).
+        ``full`` (fit, not partial_fit) sets the loss a fit must get below for its plateau rule
+        to apply, from ``stats`` (X's column statistics), and warns when the fit ended
+        unconverged. ``missing``: the NaN policy for the blocks of out-of-core X (see
+        ``_validate_input``).
         """
-        (n_samples,) = group.reduce_sum(X.shape[0])
-        n_samples = int(n_samples)
-        batch_size = resolve_batch_size(self.batch_size, n_samples)
+        plan = state.plan
         loss_to_beat = math.inf
         if full:
-            share = _share_to_beat(self.n_components, X.shape[1])
+            share = _share_to_beat(plan.n_components, plan.n_features)
             loss_to_beat = self._constant_loss(stats, state.scaling, share)
-        validation_share = self._validation_share_for(n_samples, state) if full else None
-        plan = Plan(
-            batch_size=batch_size,
-            max_epochs=self._max_epochs_for(n_samples, batch_size) if full else 1,
-            learning_rate_init=self.learning_rate_init,
-            schedule=self.learning_rate if full else "constant",
-            plateau_rule=full,
-            early_stopping=full and validation_share is not None,
-            validation_fraction=validation_share or self.validation_fraction,
-            n_iter_no_change=self.n_iter_no_change,
-            tol=self.tol,
-            verbose=self.verbose,
-            name=type(self).__name__,
-            loss_to_beat=loss_to_beat,
-        )
         rows = training_rows(
             X, state.scaling, state.device, lambda block: self._check_block(block, missing)
         )
         first_epoch = len(state.loss_curve)
-        n_parameters = sum(p.numel() for p in state.parameters())
-        flops = training_flops(n_parameters, max(1, batch_size // group.world_size))
-        with torch_threads(choose_threads(self.n_threads, flops, state.device)):
+        with torch_threads(plan.n_threads):
             outcome = train(
                 state,
                 rows,
-                lambda size, capture_graph: self._make_step(state, size, capture_graph),
-                plan,
+                lambda batch_size: self._make_step(state, batch_size),
                 group,
                 self._reconstruct,
+                loss_to_beat=loss_to_beat,
+                progress=type(self).__name__ if self.verbose else None,
             )
             extras = self._fitted_extras(state, X, group)
         if outcome.interrupted:
@@ -547,86 +500,34 @@ class BaseAutoEncoder(BaseEstimator):
                 stacklevel=4,
             )
         elif full:
-            self._warn_about_convergence(state, outcome, plan, first_epoch)
-        state.attributes["batch_size_"] = batch_size
+            losses = state.loss_curve[first_epoch:]
+            problem = unconverged(type(self).__name__, outcome, losses, plan, loss_to_beat,
+                                  warn_short_schedule=self._warns_of_a_short_schedule)  # fmt: skip
+            if problem is not None:
+                warnings.warn(problem, ConvergenceWarning, stacklevel=4)
         if full:
-            state.attributes["max_iter_"] = plan.max_epochs
+            state.attributes["max_iter_"] = plan.max_iter
         state.attributes.update(extras)
         self._adopt(state)
 
-    # Whether running out of epochs while the training loss still falls warns (and suggests
-    # a larger max_iter). An estimator whose training loss does not measure what it is for
-    # turns this off.
-    _warns_of_a_short_schedule = True
-
-    def _warn_about_convergence(self, state, outcome, plan, first_epoch):
-        """Warn when a fit ended unconverged: its loss did not fall, it ran out of epochs while
-        still learning, or it ended no clearly better than the column means."""
-        losses = state.loss_curve[first_epoch:]
-        name = type(self).__name__
-        above_means = bool(losses) and not losses[-1] < plan.loss_to_beat
-        worse_than_means = (
-            f"its training loss ({losses[-1]:.4g}) is not clearly below the loss of predicting "
-            f"every row by the training data's column means (clearly below is under "
-            f"{plan.loss_to_beat:.4g}): training did not learn the structure of X"
-            if above_means
-            else ""
-        )
-        kept = ""
-        if outcome.best_epoch is not None and outcome.best_epoch < outcome.epochs:
-            which = (
-                "its starting point"
-                if outcome.best_epoch == 0
-                else f"those after epoch {outcome.best_epoch}"
-            )
-            kept = f" It keeps the weights that did best on its validation rows: {which}."
-        if len(losses) > 1 and not losses[-1] < losses[0]:
-            message = (
-                f"{name}'s training loss did not fall: {losses[0]:.4g} after the first epoch, "
-                f"{losses[-1]:.4g} after the last. The network has probably collapsed; try a "
-                f"smaller learning_rate_init (it is {self.learning_rate_init})."
-            )
-        elif (
-            outcome.epochs == plan.max_epochs
-            and outcome.still_learning
-            and self._warns_of_a_short_schedule
-        ):
-            chosen = f"'auto' (= {plan.max_epochs})" if self.max_iter == "auto" else self.max_iter
-            if outcome.tail_share is None:
-                how = f"still falling by more than tol={self.tol}"
-            else:
-                how = (
-                    f"still falling: the last quarter of the cosine schedule brought "
-                    f"{outcome.tail_share:.0%} of its fall"
-                )
-            message = (
-                f"{name} reached max_iter={chosen} epochs while the loss was {how}; consider "
-                "raising max_iter." + (f" So far {worse_than_means}." if above_means else "")
-            )
-        elif above_means:
-            message = (
-                f"{name} ended unconverged: {worse_than_means}. The usual cause is a learning "
-                "rate too large for this data: try a smaller learning_rate_init (it is "
-                f"{self.learning_rate_init}); else train longer (max_iter)."
-            )
-        else:
-            return
-        warnings.warn(message + (kept if above_means else ""), ConvergenceWarning, stacklevel=5)
-
-    def _make_step(self, state, batch_size, capture_graph):
-        """The optimizer step on one batch: the innermost piece of the loop."""
+    def _make_step(self, state, batch_size):
+        """The optimizer step that ``state.plan.step`` names, on batches of ``batch_size``
+        rows: the innermost piece of the loop."""
         compute_loss = lambda x: self._loss(state, x)  # noqa: E731
-        if capture_graph and state.device.type == "cuda" and not self._draws_random_numbers(state):
+        if state.plan.step == "cuda graph":
             return CudaGraphStep(compute_loss, state.optimizer, batch_size=batch_size)
         return TrainingStep(compute_loss, state.optimizer)
 
     def _adopt(self, state):
+        plan = state.plan
         for name, module in state.modules.items():
             setattr(self, name, module)
         self._optimizer = state.optimizer
         self._seed = state.seed
         self.device_ = state.device
-        self.output_activation_ = state.output_activation
+        self.fit_plan_ = plan
+        for name in self._plan_attributes:
+            setattr(self, f"{name}_", getattr(plan, name))
         self.input_offset_ = state.scaling.offset.cpu().numpy()
         self.input_scale_ = state.scaling.scale
         self.n_iter_ = state.n_iter
@@ -759,6 +660,16 @@ class BaseAutoEncoder(BaseEstimator):
         tags.input_tags.sparse = True
         tags.input_tags.allow_nan = True
         return tags
+
+    def _get_fitted_attr_html(self, doc_link=""):
+        # scikit-learn's HTML repr lists the fitted attributes, each cut to a few characters;
+        # the fit plan follows them in full.
+        attributes = super()._get_fitted_attr_html(doc_link)
+        plan = self.__dict__.get("fit_plan_")
+        if plan is not None:
+            table = attributes._html_repr
+            attributes._html_repr = lambda: table() + plan._repr_html_()
+        return attributes
 
     def __getstate__(self):
         # Tensors travel on the CPU so that a model fitted on a GPU unpickles anywhere.

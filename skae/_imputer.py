@@ -14,12 +14,18 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._auto import FIRST_HIDDEN, _is_auto, check_auto_or_float, resolve_init
 from ._autoencoder import AutoEncoderModel
 from ._base import _check_float32_range
 from ._input_checks import explained_input_errors
 from ._missing import has_nan
 from ._persistence import register
+from ._plan import (
+    FIRST_HIDDEN,
+    PlanRules,
+    check_auto_or_float,
+    default_hidden_layer_sizes,
+    is_auto,
+)
 from ._validation import check_float, check_option
 
 # From this many training rows up, "auto" gives the network two equal hidden layers. RMSE
@@ -94,9 +100,9 @@ device, n_threads, verbose
     ----------
     indicator_ : MissingIndicator or None
         The indicator of ``add_indicator``; None otherwise.
-    encoder_, decoder_, n_iter_, hidden_layer_sizes_, batch_size_, max_iter_, loss_curve_, \
-best_loss_, output_activation_, input_offset_, input_scale_, device_, n_features_in_, \
-feature_names_in_
+    encoder_, decoder_, n_iter_, fit_plan_, hidden_layer_sizes_, batch_size_, max_iter_, \
+loss_curve_, best_loss_, output_activation_, input_offset_, input_scale_, device_, \
+n_features_in_, feature_names_in_
         As in AutoEncoderTransformer.
 
     Notes
@@ -155,7 +161,7 @@ feature_names_in_
     # (from a PCA start) at 0.160; synthetic data: 0.0514 and 0.0605 against 0.0501.
     early_stopping = False
     validation_fraction = 0.1
-    n_iter_no_change = 2**31 - 1
+    n_iter_no_change = 10
     tol = 0.0
     # fit always starts afresh.
     warm_start = False
@@ -224,25 +230,20 @@ feature_names_in_
             )
         super()._check_extra_params()
 
-    def _hidden_weight(self):
-        if _is_auto(self.hidden_weight):
-            return HIDDEN_WEIGHT if self.n_components >= self.n_features_in_ else 1.0
-        return float(self.hidden_weight)
-
-    def _takes_missing_mask(self, stats):
-        return True  # the values to impute come at transform, whatever fit saw
-
-    def _hidden_layer_sizes_for(self, n_samples, n_features):
-        if _is_auto(self.hidden_layer_sizes) and n_samples >= TWO_HIDDEN_LAYERS_FROM:
-            width = max(FIRST_HIDDEN, 2 * self.n_components)
-            return (width, width)
-        return super()._hidden_layer_sizes_for(n_samples, n_features)
-
-    def _choose_network(self, n_samples, n_features, full):
-        # The plain autoencoder's rule, though training masks values: the PCA start filled
+    def _plan_rules(self):
+        # The plain autoencoder's start, though training masks values: the PCA start filled
         # holes far better in 2,000 MNIST images (RMSE 0.101 against 0.164 from a random start)
-        # and as well on the tables (see Notes).
-        return {"init_": resolve_init(self.init, n_samples, n_features)}
+        # and as well on the tables (see Notes). The values to impute come at transform,
+        # whatever fit saw, so the network always reads the missing-value mask; and training
+        # runs the whole schedule (see early_stopping above).
+        return PlanRules(
+            mask_input="always",
+            stop_on_plateau=False,
+            hidden_layer_sizes=_auto_hidden_layer_sizes,
+            hidden_weight=_auto_hidden_weight,
+            backprop=True,
+            random_loss=True,
+        )
 
     # -- fitting -------------------------------------------------------------------------------
 
@@ -437,6 +438,23 @@ feature_names_in_
             indicator = MissingIndicator(missing_values=np.nan, error_on_new=False, sparse=False)
             indicator.fit(row)
         return {"_empty_features": empty, "_indicator_features": features, "indicator_": indicator}
+
+
+def _auto_hidden_layer_sizes(value, n_samples, n_features, n_components):
+    """The imputer's ``hidden_layer_sizes``: "auto" gives two equal hidden layers from
+    ``TWO_HIDDEN_LAYERS_FROM`` training rows up; below, the transformer's rule."""
+    if is_auto(value) and n_samples >= TWO_HIDDEN_LAYERS_FROM:
+        width = max(FIRST_HIDDEN, 2 * n_components)
+        return (width, width)
+    return default_hidden_layer_sizes(value, n_samples, n_features, n_components)
+
+
+def _auto_hidden_weight(value, n_features, n_components):
+    """``hidden_weight``, with "auto" = ``HIDDEN_WEIGHT`` where the codes are at least as wide
+    as the rows, else 1."""
+    if is_auto(value):
+        return HIDDEN_WEIGHT if n_components >= n_features else 1.0
+    return float(value)
 
 
 def _is_nan(value):

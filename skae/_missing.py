@@ -39,7 +39,7 @@ class MissingMask(nn.Module):
 def reads_mask(state):
     """Whether the network of a training state reads the missing-value mask (then its loss
     counts the observed entries only)."""
-    return getattr(state, "attributes", {}).get("mask_input_", False)
+    return state.plan.mask_input
 
 
 def masked_squared_error(output, x):

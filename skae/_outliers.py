@@ -3,6 +3,7 @@
 import copy
 import math
 import numbers
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -10,7 +11,6 @@ import torch.distributed as dist
 from sklearn.base import OutlierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._auto import resolve_max_iter
 from ._autoencoder import AutoEncoderModel
 from ._missing import masked_squared_error, reads_mask, row_squared_errors
 from ._persistence import register
@@ -118,7 +118,7 @@ n_threads, verbose
     unit_interval_ : bool
         Whether the training data lay in [0, 1], so that errors are relative to the rows'
         root mean square.
-    encoder_, decoder_, n_iter_, hidden_layer_sizes_, init_, batch_size_, max_iter_, \
+    encoder_, decoder_, n_iter_, fit_plan_, hidden_layer_sizes_, init_, batch_size_, max_iter_, \
 loss_curve_, validation_scores_, best_loss_, output_activation_, input_offset_, input_scale_, \
 device_, n_features_in_, feature_names_in_
         As in ``AutoEncoderTransformer``; ``loss_curve_`` holds the trimmed training loss.
@@ -231,10 +231,13 @@ device_, n_features_in_, feature_names_in_
 
     # -- training ------------------------------------------------------------------------------
 
-    def _max_epochs_for(self, n_samples, batch_size):
-        if isinstance(self.max_iter, str):
-            return math.ceil(TARGET_STEPS / math.ceil(n_samples / batch_size))
-        return resolve_max_iter(self.max_iter, n_samples, batch_size)
+    def _plan_rules(self):
+        rules = super()._plan_rules()
+        # The hand-written backward pass knows the plain mean only: autograd trains the trimmed
+        # loss.
+        return replace(
+            rules, target_steps=TARGET_STEPS, backprop=rules.backprop and not self._trims()
+        )
 
     def _trims(self):
         return self.support_fraction < 1.0
@@ -252,17 +255,10 @@ device_, n_features_in_, feature_names_in_
         keep = max(1, math.ceil(self.support_fraction * x.shape[0]))
         return torch.topk(row_errors, keep, largest=False, sorted=False).values.mean()
 
-    def _make_step(self, state, batch_size, capture_graph):
-        if self._trims():
-            # The hand-written backward pass knows the plain mean only: autograd trains the
-            # trimmed loss.
-            return super(AutoEncoderModel, self)._make_step(state, batch_size, capture_graph)
-        return super()._make_step(state, batch_size, capture_graph)
-
     def _fitted_extras(self, state, X, group):
         extras = super()._fitted_extras(state, X, group)
         parts = self._row_parts(
-            state.modules, state.scaling, state.device, X, state.attributes, "allow", fit=True
+            state.modules, state.scaling, state.device, X, state.plan.mask_input, "allow", fit=True
         )
         unit_interval = bool(parts[:, -2].min() >= 0 and parts[:, -1].max() <= 1)
         errors = _relative_errors(parts, unit_interval)
@@ -289,11 +285,11 @@ device_, n_features_in_, feature_names_in_
 
     # -- inference -----------------------------------------------------------------------------
 
-    def _row_parts(self, modules, scaling, device, X, attributes, missing, fit=False):
-        """Per row, in float64: [reconstruction error (model units, observed entries), mean
-        square of the row (user units, observed entries), codes..., and with ``fit`` the
-        row's least and greatest value]."""
-        masked = attributes.get("mask_input_", False)
+    def _row_parts(self, modules, scaling, device, X, masked, missing, fit=False):
+        """Per row, in float64: [reconstruction error (model units, observed entries when
+        ``masked``: a network that reads the missing-value mask), mean square of the row (user
+        units, observed entries), codes..., and with ``fit`` the row's least and greatest
+        value]."""
 
         def parts(x):
             x_model = scaling.to_model(x)
@@ -342,8 +338,7 @@ device_, n_features_in_, feature_names_in_
         modules, scaling = self._fitted()
         missing = self._inference_missing()
         X = self._validate_input(X, reset=False, missing=missing)
-        attributes = {"mask_input_": self._reads_mask()}
-        parts = self._row_parts(modules, scaling, self.device_, X, attributes, missing)
+        parts = self._row_parts(modules, scaling, self.device_, X, self._reads_mask(), missing)
         errors = _relative_errors(parts, self.unit_interval_)
         codes = parts[:, 2:]
         distances = _mahalanobis(codes, self.code_mean_, self.code_precision_)

@@ -11,9 +11,11 @@ then the raw tensor bytes. Reading it runs no code from the file (unlike pickle 
 * the estimator's own fitted arrays (``_saved_arrays``), as float32 tensors under their names;
 * one entry ``"skae"`` in the header's ``__metadata__``: a JSON document with ``format``
   (``"skae-model"``), ``format_version``, ``skae_version``, ``estimator`` (the class name),
-  ``params`` (``get_params()``) and ``fitted`` (the fitted attributes other than tensors,
-  ``hidden_layer_sizes_`` among them since format version 2, and the estimator's own
-  ``_saved_values`` since version 3).
+  ``params`` (``get_params()``) and ``fitted`` (the fitted attributes other than tensors:
+  ``hidden_layer_sizes_`` among them since format version 2, the estimator's own
+  ``_saved_values`` since version 3, and since version 4 the fit plan, ``fit_plan_``, in place
+  of the attributes it holds: ``hidden_layer_sizes_``, ``init_``, ``output_activation_``,
+  ``mask_input_``, ``batch_size_``), with ``set_output``'s configuration.
   Tuples are written as ``{"__tuple__": [...]}`` so that they come back as tuples. The
   optimizer's options (learning rate, fused kernels) are not stored: as when training resumes
   in ``partial_fit``, they are those of a new optimizer for the device the model lands on.
@@ -40,21 +42,25 @@ from safetensors.torch import save as _serialize
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
+from ._plan import STEPS, FitPlan
 from ._scaling import AffineScaling
 from ._training import TrainingState, load_optimizer_state
 from ._validation import restore_device
 
 FORMAT = "skae-model"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 # Version 1 (skae 0.1.0, before the "auto" parameters) had no hidden_layer_sizes_: its network
-# is the one its params describe. Version 2 had no n_threads nor init parameter.
-READABLE_VERSIONS = (1, 2, 3)
+# is the one its params describe. Version 2 had no n_threads nor init parameter. Versions 1 to
+# 3 had no fit plan: what they hold of it is read from the attributes they stored.
+READABLE_VERSIONS = (1, 2, 3, 4)
 # Parameters added in a format version, and the value that describes files of older versions:
 # their networks were built at random ("random"), whatever init's default is now.
 _PARAMS_SINCE = {"n_threads": (3, "auto"), "init": (3, "random")}
 # Fitted attributes that are integers set only by some calls or some estimators.
-_OPTIONAL_INT_ATTRIBUTES = ("batch_size_", "max_iter_", "n_active_components_")
+_OPTIONAL_INT_ATTRIBUTES = ("max_iter_", "n_active_components_")
 _METADATA_KEY = "skae"
+# What set_output(transform=...) may be set to.
+_OUTPUTS = (None, "default", "pandas", "polars")
 _OPTIMIZER_PREFIX = "_optimizer."
 # safetensors' own limit on the JSON header: a longer "header" means this is another format.
 _MAX_HEADER_BYTES = 100_000_000
@@ -117,6 +123,8 @@ def save(estimator, path):
         "format_version": FORMAT_VERSION,
         "skae_version": _skae_version(),
         "estimator": name,
+        # set_output's configuration, which pickling keeps too (since format version 4).
+        "set_output": dict(getattr(estimator, "_sklearn_output_config", {})),
         "params": {
             key: _jsonable_param(key, value)
             for key, value in estimator.get_params(deep=False).items()
@@ -132,15 +140,10 @@ def save(estimator, path):
                 else [float(v) for v in estimator.validation_scores_]
             ),
             "best_loss_": float(estimator.best_loss_),
-            "output_activation_": str(estimator.output_activation_),
             "input_scale_": float(estimator.input_scale_),
             "device_": str(estimator.device_),
             "_seed": int(estimator._seed),
-            "hidden_layer_sizes_": _to_json(
-                tuple(estimator.hidden_layer_sizes_), "hidden_layer_sizes_"
-            ),
-            "mask_input_": bool(estimator._reads_mask()),
-            **{name: _to_json(value, name) for name, value in estimator._fitted_network().items()},
+            "fit_plan_": estimator.fit_plan_.to_dict(),
             **{
                 name: int(getattr(estimator, name))
                 for name in _OPTIONAL_INT_ATTRIBUTES
@@ -278,14 +281,14 @@ def load(path):
             try:
                 # The header's shapes and dtypes are checked before any tensor is read.
                 layout = {key: file.get_slice(key) for key in file.keys()}
-                estimator, hidden, network, blueprint = _describe(document, layout)
+                estimator, plan, blueprint = _describe(document, layout)
                 tensors = {key: file.get_tensor(key) for key in file.keys()}
             except (KeyError, TypeError, AttributeError) as error:
                 raise ValueError(f"{path!r} is a damaged skae model file: {error!r}") from None
     except SafetensorError as error:
         raise ValueError(f"{path!r} is not a skae model file: {error}") from None
     try:
-        return _restore(estimator, hidden, network, blueprint, document, tensors)
+        return _restore(estimator, plan, blueprint, document, tensors)
     except (KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"{path!r} is a damaged skae model file: {error!r}") from None
 
@@ -323,7 +326,7 @@ def _parse_document(path, text):
 
 
 def _describe(document, layout):
-    """The estimator the document describes, its hidden layers, and its network on the meta
+    """The estimator the document describes, its fit plan, and its network on the meta
     device, after checking the file's tensor layout (``{name: safetensors slice}``) against it."""
     registry = _REGISTRY
     name = document["estimator"]
@@ -355,13 +358,9 @@ def _describe(document, layout):
 
     fitted = document["fitted"]
     n_features = _expect_int(fitted, "n_features_in_", low=1)
-    output_activation = fitted["output_activation_"]
-    if output_activation not in ("sigmoid", "identity"):
-        raise ValueError(f"Invalid output_activation_={output_activation!r} in the model file.")
-    hidden = _hidden_layer_sizes(document)
-    network = _network(estimator, fitted)
+    plan = _fitted_plan(estimator, document, n_features)
     try:
-        blueprint = estimator._blueprint(n_features, hidden, output_activation, **network)
+        blueprint = estimator._blueprint(plan)
     except ValueError as error:
         raise ValueError(f"The model file describes an invalid network: {error}") from None
     expected = {
@@ -377,42 +376,112 @@ def _describe(document, layout):
         if not key.startswith(_OPTIMIZER_PREFIX)
     }
     _check_tensors(stored, expected, f"{name}(**params) with {n_features} features")
-    return estimator, hidden, network, blueprint
+    return estimator, plan, blueprint
 
 
-def _network(estimator, fitted):
-    """What shapes the stored network besides its hidden layers: whether it reads the
-    missing-value mask (``mask_input_``, absent before missing values were supported) and the
-    estimator's ``_network_attributes`` (absent from files written before each existed)."""
-    mask_input = fitted.get("mask_input_", False)
-    if not isinstance(mask_input, bool):
-        raise ValueError(f"Invalid mask_input_={mask_input!r} in the model file.")
-    return {
-        "mask_input": mask_input,
-        **{name: fitted.get(name, older) for name, older in estimator._network_attributes.items()},
-    }
+def _fitted_plan(estimator, document, n_features):
+    """The fit plan of the stored network, checked: stored since format version 4; for older
+    files, what the attributes they stored tell of it (the rest None: not recorded)."""
+    params, fitted, version = document["params"], document["fitted"], document["format_version"]
+    if version >= 4:
+        plan = FitPlan.from_dict(fitted["fit_plan_"])
+    else:
+        planned = estimator._planned_params()
+        output_activation = fitted["output_activation_"]
+        validation_scores = fitted["validation_scores_"]
+        hidden = params["hidden_layer_sizes"] if version == 1 else fitted["hidden_layer_sizes_"]
+        # Version 1 had no batch_size="auto": the parameter is the batch size.
+        batch_size = params["batch_size"] if version == 1 else fitted.get("batch_size_")
+        plan = FitPlan(
+            n_samples=None,
+            n_features=n_features,
+            n_components=planned["n_components"],
+            # Networks of files written before init existed were started at random.
+            init=fitted.get("init_", "random"),
+            hidden_layer_sizes=tuple(hidden) if isinstance(hidden, (list, tuple)) else hidden,
+            activation=planned["activation"],
+            output_activation=output_activation,
+            scaling="none" if output_activation == "sigmoid" else "centred",
+            mask_input=fitted.get("mask_input_", False),
+            hidden_weight=estimator._plan_rules().hidden_weight(
+                planned.get("hidden_weight", 1.0), n_features, planned["n_components"]
+            ),
+            batch_size=batch_size,
+            max_iter=fitted.get("max_iter_"),
+            learning_rate_init=planned["learning_rate_init"],
+            learning_rate=planned["learning_rate"],
+            validation_fraction=(
+                None if validation_scores is None else planned["validation_fraction"]
+            ),
+            stop_on_plateau=None,
+            n_iter_no_change=planned["n_iter_no_change"],
+            tol=planned["tol"],
+            step=None,
+            device=fitted["device_"],
+            n_threads=None,
+            n_processes=None,
+        )
+    _check_plan(plan, params, n_features)
+    return plan
 
 
-def _hidden_layer_sizes(document):
-    """The fitted network's hidden layers: stored since format version 2, else the params'."""
-    params, fitted = document["params"], document["fitted"]
-    if document["format_version"] == 1:
-        return tuple(params["hidden_layer_sizes"])
-    hidden = fitted["hidden_layer_sizes_"]
-    if not isinstance(hidden, tuple) or not all(
-        isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in hidden
-    ):
-        raise ValueError(f"Invalid hidden_layer_sizes_={hidden!r} in the model file.")
+def _check_plan(plan, params, n_features):
+    """Refuse a plan that does not describe a network these params and features build (the
+    network is built from it) or whose recorded values are not of their kinds."""
+
+    def refuse(name):
+        raise ValueError(f"Invalid fit_plan_.{name}={getattr(plan, name)!r} in the model file.")
+
+    def is_int(value, low):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+    def is_real(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    hidden = plan.hidden_layer_sizes
+    if not isinstance(hidden, tuple) or not all(is_int(size, 1) for size in hidden):
+        refuse("hidden_layer_sizes")
     declared = params["hidden_layer_sizes"]
     if declared != "auto" and tuple(declared) != hidden:
         raise ValueError(
             f"The model file's hidden_layer_sizes={declared!r} does not describe its network, "
             f"whose hidden layers are {hidden!r}."
         )
-    return hidden
+    if plan.n_features != n_features or type(plan.n_features) is not int:
+        refuse("n_features")
+    for name in ("n_components", "activation"):
+        declared, built = params[name], getattr(plan, name)
+        if declared != built or type(declared) is not type(built):
+            raise ValueError(
+                f"The model file's {name}={declared!r} does not describe its network, whose "
+                f"{name} is {built!r}."
+            )
+    choices = {"init": ("pca", "random"), "output_activation": ("sigmoid", "identity"),
+               "scaling": ("none", "centred"), "mask_input": (True, False),
+               "learning_rate": ("constant", "cosine"), "step": (None, *STEPS),
+               "stop_on_plateau": (None, True, False)}  # fmt: skip
+    for name, options in choices.items():
+        value = getattr(plan, name)
+        if not any(value is opt or (isinstance(value, str) and value == opt) for opt in options):
+            refuse(name)
+    for name in ("n_samples", "batch_size", "max_iter", "n_iter_no_change", "n_threads",
+                 "n_processes"):  # fmt: skip
+        value = getattr(plan, name)
+        if value is not None and not is_int(value, 1):
+            refuse(name)
+    for name in ("hidden_weight", "learning_rate_init", "tol", "validation_fraction"):
+        value = getattr(plan, name)
+        if not (value is None and name == "validation_fraction") and not (
+            is_real(value) and math.isfinite(value) and value >= 0
+        ):
+            refuse(name)
+    if not isinstance(plan.device, str):
+        refuse("device")
+    if not isinstance(plan.auto, tuple) or not all(isinstance(a, str) for a in plan.auto):
+        refuse("auto")
 
 
-def _restore(estimator, hidden, network, blueprint, document, tensors):
+def _restore(estimator, plan, blueprint, document, tensors):
     """The fitted estimator: ``blueprint``'s network with the file's (checked) tensors."""
     fitted = document["fitted"]
     n_features = fitted["n_features_in_"]
@@ -442,8 +511,6 @@ def _restore(estimator, hidden, network, blueprint, document, tensors):
         for name in _OPTIONAL_INT_ATTRIBUTES
         if fitted.get(name) is not None
     }
-    if document["format_version"] == 1:
-        extras["batch_size_"] = estimator.batch_size
 
     # Every stored tensor's shape was checked against the blueprint: this allocates no more
     # than the file holds, and the weights need no initialisation since the file's replace them.
@@ -460,7 +527,7 @@ def _restore(estimator, hidden, network, blueprint, document, tensors):
         modules={module_name: module.to(device) for module_name, module in modules.items()},
         optimizer=None,
         scaling=AffineScaling(stored["input_offset_"], input_scale, device),
-        output_activation=fitted["output_activation_"],
+        plan=plan,
         device=device,
         seed=seed,
         n_iter=n_iter,
@@ -468,9 +535,6 @@ def _restore(estimator, hidden, network, blueprint, document, tensors):
         validation_scores=validation_scores,
         best_loss=best_loss,
         attributes={
-            "hidden_layer_sizes_": hidden,
-            "mask_input_": network["mask_input"],
-            **{name: value for name, value in network.items() if name != "mask_input"},
             **extras,
             **estimator._restored_attributes(
                 {name: stored[name].numpy() for name in estimator._saved_arrays},
@@ -486,6 +550,11 @@ def _restore(estimator, hidden, network, blueprint, document, tensors):
     estimator.n_features_in_ = n_features
     if feature_names is not None:
         estimator.feature_names_in_ = np.asarray(feature_names, dtype=object)
+    output = document.get("set_output", {})
+    if output:
+        if set(output) != {"transform"} or output["transform"] not in _OUTPUTS:
+            raise ValueError(f"Invalid set_output={output!r} in the model file.")
+        estimator.set_output(transform=output["transform"])
     return estimator
 
 

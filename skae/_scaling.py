@@ -168,21 +168,17 @@ def column_statistics(chunks):
     return stats
 
 
-def choose_scaling(stats, output_activation, device):
-    """The output layer and the input scaling for training data with the given ColumnStats.
+def input_scaling(stats, kind, device):
+    """The input scaling of ``kind`` (a ``FitPlan.scaling``) for training data with the given
+    ColumnStats.
 
-    Data in [0, 1] (images, proportions, TF-IDF) keep their units and get a sigmoid output, as in
-    the design. Anything else is centred per feature and divided by one overall scale, with a
-    linear output.
+    "none": data in [0, 1] (images, proportions, TF-IDF) keep their units, behind a sigmoid
+    output, as in the design. "centred": centred per feature and divided by one overall scale,
+    the root mean variance over features (1 for constant data).
     """
-    if output_activation == "auto":
-        in_unit_interval = stats.minimum >= 0.0 and stats.maximum <= 1.0
-        output_activation = "sigmoid" if in_unit_interval else "identity"
     n_features = stats.mean.shape[0]
-    if output_activation == "sigmoid":
-        return output_activation, AffineScaling(np.zeros(n_features), 1.0, device)
-    variance = stats.variance
-    # One overall scale: the root mean variance over features (1 for constant data).
-    overall = float(np.sqrt(np.mean(variance)))
+    if kind == "none":
+        return AffineScaling(np.zeros(n_features), 1.0, device)
+    overall = float(np.sqrt(np.mean(stats.variance)))
     scale = overall if overall > 1e-12 else 1.0
-    return output_activation, AffineScaling(stats.mean, scale, device)
+    return AffineScaling(stats.mean, scale, device)

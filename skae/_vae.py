@@ -9,6 +9,7 @@ from ._base import BaseAutoEncoder, CodesTransformerMixin, _draw_seed, _mean_var
 from ._missing import masked_squared_error, reads_mask
 from ._modules import GaussianEncoder, mlp
 from ._persistence import register
+from ._plan import PlanRules
 from ._scaling import column_statistics
 from ._training import iter_chunks
 from ._validation import check_float, check_int
@@ -74,7 +75,7 @@ input_scale_, device_, n_features_in_, feature_names_in_
         As in AutoEncoderTransformer; ``loss_curve_`` holds the training objective per
         sample: the negative ELBO in nats (for ``beta=1``) of the data in the model's units,
         under the decoder's calibrated variance.
-    hidden_layer_sizes_, batch_size_, max_iter_
+    fit_plan_, hidden_layer_sizes_, batch_size_, max_iter_
         As in AutoEncoderTransformer.
     n_active_components_ : int
         Code dimensions in use: those whose posterior mean varies over the training data (of
@@ -142,17 +143,16 @@ input_scale_, device_, n_features_in_, feature_names_in_
     def _check_extra_params(self):
         check_float("beta", self.beta, low=0)
 
-    def _build_modules(
-        self, n_features, hidden_layer_sizes, output_activation, generator, n_inputs=None
-    ):
-        # The encoder's last layer gives each code's mean and log-variance.
-        sizes = [n_inputs or n_features, *hidden_layer_sizes, 2 * self.n_components]
-        body = mlp(sizes, self.activation, generator=generator)
-        decoder = self._build_decoder(n_features, hidden_layer_sizes, output_activation, generator)
-        return {"encoder_": GaussianEncoder(body), "decoder_": decoder}
+    def _plan_rules(self):
+        # A random start (the VAE has no init), and codes drawn at random while training.
+        return PlanRules(pca_start=False, random_loss=True)
 
-    def _draws_random_numbers(self, state):
-        return True  # the reparameterised codes
+    def _build_modules(self, plan, generator):
+        # The encoder's last layer gives each code's mean and log-variance.
+        sizes = [plan.n_inputs, *plan.hidden_layer_sizes, 2 * plan.n_components]
+        body = mlp(sizes, plan.activation, generator=generator)
+        decoder = self._build_decoder(plan, generator)
+        return {"encoder_": GaussianEncoder(body), "decoder_": decoder}
 
     def _encode(self, modules, x):
         mean, _ = modules["encoder_"](x)

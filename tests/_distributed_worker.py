@@ -78,6 +78,7 @@ def summary(est, test):
         "input_offset": est.input_offset_.tolist(),
         "input_scale": est.input_scale_,
         "test_score": est.score(test),
+        "plan": est.fit_plan_.to_dict(),
     }
 
 

@@ -28,7 +28,7 @@ def small_ae(**params):
     # Pinned rather than the library's defaults (tuned for MNIST-sized data): these small
     # fits need the smaller batches' extra steps.
     # The design's network, started at random, with no validation split: these tests are of
-    # the API around it (the PCA start has its own tests, in test_convergence and test_auto).
+    # the API around it (the PCA start has its own tests, in test_convergence and test_plan).
     defaults = dict(
         init="random",
         early_stopping=False,

@@ -440,7 +440,7 @@ def test_ctrl_c_during_a_fit_stops_the_run_and_keeps_the_finished_rows(
     scripts, tmp_path, capsys, monkeypatch, ctrl_c_raises
 ):
     # An endless fit: no validation split (early_stopping="auto" would end it on digits).
-    monkeypatch.setattr("skae._auto.EARLY_STOPPING_BELOW", 0)
+    monkeypatch.setattr("skae._plan.EARLY_STOPPING_BELOW", 0)
     out = tmp_path / "results"
 
     def press_ctrl_c():

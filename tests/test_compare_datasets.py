@@ -218,7 +218,7 @@ def test_a_stopped_run_keeps_every_finished_fit(
     script, tmp_path, capsys, monkeypatch, ctrl_c_raises
 ):
     # An endless fit: no validation split (early_stopping="auto" would end it here).
-    monkeypatch.setattr("skae._auto.EARLY_STOPPING_BELOW", 0)
+    monkeypatch.setattr("skae._plan.EARLY_STOPPING_BELOW", 0)
     out = tmp_path / "results"
     argv = ["--datasets", "swiss_roll", "--seeds", "1", "--methods", "pca,ae", "--quiet"]
     argv += ["--max-iter", "100000", "--device", "cpu", "--output-dir", str(out)]

@@ -18,7 +18,9 @@ from sklearn.exceptions import ConvergenceWarning
 from skae import AutoEncoderTransformer, VariationalAutoEncoderTransformer
 from skae._base import _share_to_beat
 from skae._modules import mlp, start_at
+from skae._plan import DataSummary, make_plan
 from skae._scaling import AffineScaling, ColumnStats
+from skae._training import process_group
 from skae.datasets import load_mnist
 
 X = (load_digits().data / 16).astype(np.float32)
@@ -113,17 +115,27 @@ def test_the_vae_constant_loss_is_the_objective_of_a_collapsed_model():
     # Codes on the prior (mean 0, log-variance 0: no KL) and a decoder that outputs the column
     # means whatever the code: its negative ELBO under the calibrated variance is
     # 0.5 d (1 + log(2 pi v)), v the mean variance, which _constant_loss must give.
-    vae = VariationalAutoEncoderTransformer(n_components=2, hidden_layer_sizes=(8,))
+    vae = VariationalAutoEncoderTransformer(
+        n_components=2, hidden_layer_sizes=(8,), output_activation="identity"
+    )
     stats = ColumnStats.of(X.astype(np.float64))
     scaling = AffineScaling(np.zeros(64), 1.0, "cpu")
-    modules = vae._build_modules(64, (8,), "identity", torch.Generator().manual_seed(0))
+    plan = make_plan(
+        vae._plan_rules(),
+        vae._planned_params(),
+        DataSummary.of(stats),
+        device=torch.device("cpu"),
+        group=process_group(torch.device("cpu")),
+        blueprint=vae._blueprint,
+    )
+    modules = vae._build_modules(plan, torch.Generator().manual_seed(0))
     for module in modules.values():
         last = [m for m in module.modules() if isinstance(m, torch.nn.Linear)][-1]
         with torch.no_grad():
             last.weight.zero_()
             last.bias.zero_()
     start_at(modules["decoder_"], torch.as_tensor(X.mean(axis=0)), "identity")
-    state = types.SimpleNamespace(modules=modules, noise_generator=torch.Generator(), attributes={})
+    state = types.SimpleNamespace(modules=modules, noise_generator=torch.Generator(), plan=plan)
     with torch.no_grad():
         objective = float(vae._loss(state, torch.as_tensor(X)))
     assert objective == pytest.approx(vae._constant_loss(stats, scaling), rel=1e-5)

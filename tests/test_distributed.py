@@ -42,10 +42,14 @@ def test_every_rank_ends_with_the_same_model(ranks, run):
     reports, _ = ranks
     first, second = (report[run] for report in reports)
     assert first["identical_weights"] and second["identical_weights"]
-    # Decided once for all: the same epochs, losses, validation scores and scaling.
-    for key in ("n_iter", "loss_curve", "validation_scores", "input_offset", "input_scale"):
+    # Decided once for all: the same plan, epochs, losses, validation scores and scaling.
+    for key in ("plan", "n_iter", "loss_curve", "validation_scores", "input_offset",
+                "input_scale"):  # fmt: skip
         assert first[key] == second[key], key
     assert first["batch_size"] == second["batch_size"] == worker.PARAMS["batch_size"]
+    # The plan is the union's: every row of both processes, and how many processes there were.
+    assert first["plan"]["n_samples"] == worker.N_TRAIN
+    assert first["plan"]["n_processes"] == 2
 
 
 def test_statistics_and_stopping_cover_the_union_of_the_shards(ranks):
@@ -75,6 +79,7 @@ def test_only_rank_0_saves_and_the_file_loads(ranks):
     reports, out = ranks
     assert sorted(p.name for p in out.glob("*.safetensors")) == ["saved_by_rank0.safetensors"]
     loaded = skae.load(out / "saved_by_rank0.safetensors")
+    assert loaded.fit_plan_.to_dict() == reports[0]["seeded"]["plan"]
     _, test = worker.data()
     assert loaded.score(test) == pytest.approx(reports[0]["seeded"]["test_score"], rel=1e-6)
 

@@ -1,6 +1,7 @@
 """Missing values (NaN) in the engine: what is learned from them, and what is refused."""
 
 import copy
+import dataclasses
 import types
 
 import numpy as np
@@ -249,12 +250,14 @@ def test_a_model_fitted_on_missing_values_learns_from_hidden_values_too():
 
     X, _ = with_holes(DIGITS)
     est = small(max_iter=1).fit(X)
-    state = types.SimpleNamespace(attributes={"mask_input_": True}, scaling=None,
+    assert est.fit_plan_.mask_input
+    state = types.SimpleNamespace(plan=est.fit_plan_, scaling=None,
                                   noise_generator=torch.Generator().manual_seed(0))  # fmt: skip
     x = torch.as_tensor(DIGITS)
     hidden = torch.isnan(est._corrupt(state, x)).float().mean()
     assert float(hidden) == pytest.approx(MISSING_NOISE, abs=0.01)
-    state.attributes["mask_input_"] = False  # a model fitted on complete data: no noise
+    # A model fitted on complete data: no noise.
+    state.plan = dataclasses.replace(est.fit_plan_, mask_input=False)
     assert not torch.isnan(est._corrupt(state, x)).any()
 
 

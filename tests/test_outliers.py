@@ -185,10 +185,6 @@ def test_unfitted_detector_raises_not_fitted(data):
 
 
 def test_default_budget_is_the_detectors_own():
-    from skae._base import BaseAutoEncoder
-
-    if not hasattr(BaseAutoEncoder, "_max_epochs_for"):
-        pytest.skip("the engine takes no per-estimator budget yet")
     X, _ = planar(600)
     est = AutoEncoderOutlierDetector(random_state=0, device="cpu", max_iter="auto").fit(X)
     steps_per_epoch = -(-len(X) // est.batch_size_)
@@ -206,7 +202,7 @@ def test_trimmed_training_ignores_the_worst_reconstructed_rows():
     est = detector(support_fraction=0.75, max_iter=1)
     X, _ = planar(64)
     est.fit(X)
-    state = est._resume(est.device_, keep_optimizer=False)
+    state = est._resume(est.fit_plan_, est.device_, keep_optimizer=False)
     x = torch.as_tensor(X[:8], dtype=torch.float32)
     x[0] += 100  # the worst reconstructed row of the batch
     loss = est._loss(state, x)

@@ -94,7 +94,7 @@ def assert_same_fit(a, b):
         assert_array_equal(oa[key], ob[key], err_msg=key)
     for attr in ("n_features_in_", "n_iter_", "loss_curve_", "validation_scores_", "best_loss_"):
         assert getattr(a, attr) == getattr(b, attr), attr
-    for attr in ("output_activation_", "input_scale_", "device_", "_seed"):
+    for attr in ("output_activation_", "input_scale_", "device_", "_seed", "fit_plan_"):
         assert getattr(a, attr) == getattr(b, attr), attr
     assert_array_equal(a.input_offset_, b.input_offset_)
     assert a.input_offset_.dtype == b.input_offset_.dtype
@@ -204,8 +204,9 @@ def test_file_is_plain_safetensors_with_a_json_document(saved, cls):
     est, path = saved[cls]
     document, tensors = read(path)
     assert document["format"] == "skae-model"
-    assert document["format_version"] == 3
-    assert document["fitted"]["hidden_layer_sizes_"] == {"__tuple__": [8, 5]}
+    assert document["format_version"] == 4
+    assert document["fitted"]["fit_plan_"] == est.fit_plan_.to_dict()
+    assert document["fitted"]["fit_plan_"]["hidden_layer_sizes"] == [8, 5]
     assert document["skae_version"] == skae.__version__
     assert document["estimator"] == cls.__name__
     assert document["params"]["hidden_layer_sizes"] == {"__tuple__": [8, 5]}
@@ -339,11 +340,27 @@ def test_load_refuses_files_that_are_not_model_files_without_running_them(tmp_pa
     assert not marker.exists()
 
 
+def as_version_3(document):
+    """A version 4 document as version 3 wrote it: the plan's network choices and batch size
+    as attributes of their own, no plan (tests/model_files_v3 holds files written by skae)."""
+    plan = document["fitted"].pop("fit_plan_")
+    document["format_version"] = 3
+    document["fitted"].update(
+        hidden_layer_sizes_={"__tuple__": plan["hidden_layer_sizes"]},
+        output_activation_=plan["output_activation"],
+        mask_input_=plan["mask_input"],
+        batch_size_=plan["batch_size"],
+    )
+    if "init" in document["params"]:
+        document["fitted"]["init_"] = plan["init"]
+
+
 def test_version_1_files_still_load(saved, tmp_path):
     # skae 0.1.0 wrote no hidden_layer_sizes_ (its parameter was always explicit) nor budget.
     est, source = saved[AutoEncoderTransformer]
 
     def as_version_1(document):
+        as_version_3(document)
         document["format_version"] = 1
         for name in ("hidden_layer_sizes_", "batch_size_", "max_iter_"):
             del document["fitted"][name]
@@ -362,6 +379,7 @@ def test_version_2_files_load_with_the_parameters_added_since_at_their_defaults(
     est, source = saved[AutoEncoderTransformer]
 
     def as_version_2(document):
+        as_version_3(document)
         document["format_version"] = 2
         del document["params"]["n_threads"], document["params"]["init"]
         del document["fitted"]["init_"], document["fitted"]["mask_input_"]
@@ -387,7 +405,7 @@ def test_both_starts_round_trip(tmp_path, init):
     est = tiny(AutoEncoderTransformer, init=init).fit(X)
     est.save(tmp_path / "model.safetensors")
     document, tensors = read(tmp_path / "model.safetensors")
-    assert document["fitted"]["init_"] == init
+    assert document["fitted"]["fit_plan_"]["init"] == init
     assert ("encoder_.linear.weight" in tensors) == (init == "pca")
     loaded = skae.load(tmp_path / "model.safetensors")
     assert loaded.init_ == init
@@ -397,16 +415,16 @@ def test_both_starts_round_trip(tmp_path, init):
     target = rewrite(
         tmp_path / "model.safetensors",
         tmp_path / "edited.safetensors",
-        edit_document=lambda document: document["fitted"].update(init_=other),
+        edit_document=lambda document: document["fitted"]["fit_plan_"].update(init=other),
     )
     with pytest.raises(ValueError, match="tensors do not match"):
         skae.load(target)
     bad = rewrite(
         tmp_path / "model.safetensors",
         tmp_path / "bad.safetensors",
-        edit_document=lambda document: document["fitted"].update(init_="__import__"),
+        edit_document=lambda document: document["fitted"]["fit_plan_"].update(init="__import__"),
     )
-    with pytest.raises(ValueError, match="invalid network: init_='__import__' is invalid"):
+    with pytest.raises(ValueError, match="Invalid fit_plan_.init='__import__'"):
         skae.load(bad)
 
 
@@ -417,7 +435,7 @@ def test_load_refuses_a_declared_network_it_does_not_hold_before_allocating(save
 
     def huge(document):
         document["params"]["hidden_layer_sizes"] = {"__tuple__": [30000, 30000]}
-        document["fitted"]["hidden_layer_sizes_"] = {"__tuple__": [30000, 30000]}
+        document["fitted"]["fit_plan_"]["hidden_layer_sizes"] = [30000, 30000]
 
     target = rewrite(source, tmp_path / "huge.safetensors", edit_document=huge)
     assert target.stat().st_size < 50_000
@@ -479,32 +497,41 @@ def _delete(*keys):
     [
         (_set("format", "other"), "not a skae model file: its metadata has no skae format tag"),
         (
-            _set("format_version", 4),
-            "in format version 4, written by skae .*reads format versions 1, 2, 3 only",
+            _set("format_version", 5),
+            "in format version 5, written by skae .*reads format versions 1, 2, 3, 4 only",
         ),
         (_set("estimator", "Pipeline"), "Unknown estimator 'Pipeline'.*skae loads only"),
         (_set("estimator", "os.system"), "Unknown estimator 'os.system'"),
         (_set("estimator", ["AutoEncoderTransformer"]), "Unknown estimator"),
-        (_set("params", "n_components", 4), r"tensor 'encoder_\.\S+' has shape .*needs shape"),
+        (_set("params", "n_components", 4), "n_components=4 does not describe its network"),
         (
             _set("params", "hidden_layer_sizes", {"__tuple__": [8]}),
             r"hidden_layer_sizes=\(8,\) does not describe its network",
         ),
         (
-            _set("fitted", "hidden_layer_sizes_", {"__tuple__": [8]}),
+            _set("fitted", "fit_plan_", "hidden_layer_sizes", [8]),
             r"hidden_layer_sizes=\(8, 5\) does not describe its network",
         ),
-        (_set("fitted", "hidden_layer_sizes_", [8, 5]), "Invalid hidden_layer_sizes_"),
+        (
+            _set("fitted", "fit_plan_", "hidden_layer_sizes", "85"),
+            "Invalid fit_plan_.hidden_layer_sizes",
+        ),
+        (_delete("fitted", "fit_plan_", "step"), "Invalid fit_plan_ in the model file"),
+        (_set("fitted", "fit_plan_", "mask_input", 1), "Invalid fit_plan_.mask_input=1"),
+        (_set("fitted", "fit_plan_", "batch_size", -3), "Invalid fit_plan_.batch_size=-3"),
         (_set("params", "n_components", -1), "invalid parameter: n_components=-1 is invalid"),
         (_set("params", "activation", "__import__"), "invalid parameter: activation="),
         (_set("params", "evil", 1), r"unexpected \['evil'\]"),
         (_delete("params", "max_iter"), r"missing \['max_iter'\]"),
-        (_set("fitted", "n_features_in_", 7), r"'encoder_\.\S*0\.weight' has shape \(8, 6\)"),
+        (_set("fitted", "n_features_in_", 7), "Invalid fit_plan_.n_features=6"),
         (_set("fitted", "n_features_in_", "6"), "Invalid n_features_in_='6'"),
         (_set("fitted", "n_iter_", -1), "Invalid n_iter_=-1"),
         (_set("fitted", "loss_curve_", ["x"]), "Invalid loss_curve_"),
         (_set("fitted", "input_scale_", 0.0), "Invalid input_scale_=0.0"),
-        (_set("fitted", "output_activation_", "softmax"), "Invalid output_activation_"),
+        (
+            _set("fitted", "fit_plan_", "output_activation", "softmax"),
+            "Invalid fit_plan_.output_activation",
+        ),
         (_set("fitted", "feature_names_in_", ["a"]), "Invalid feature_names_in_"),
         (_set("fitted", "device_", 0), "Invalid device_=0"),
         (_delete("fitted", "_seed"), "damaged skae model file: KeyError"),
@@ -602,3 +629,55 @@ def test_model_saved_on_cuda_round_trips(tmp_path, monkeypatch, cls):
         on_cpu = skae.load(tmp_path / "model.safetensors")
     # CPU and GPU kernels round differently.
     np.testing.assert_allclose(on_cpu.transform(X), est.transform(X), rtol=1e-4, atol=1e-5)
+
+
+# -- files written before the fit plan (format 3) -------------------------------------------
+
+# Written by skae at commit 425af19 (format 3) with tests/model_files_v3/make.py.
+V3_FILES = pathlib.Path(__file__).parent / "model_files_v3"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["AutoEncoderTransformer", "AutoEncoderTransformer_missing",
+     "VariationalAutoEncoderTransformer", "AutoEncoderOutlierDetector", "AutoEncoderImputer"],
+)  # fmt: skip
+def test_format_3_files_written_before_the_fit_plan_still_load_and_compute_the_same(name):
+    expected = json.loads((V3_FILES / "expected.json").read_text())[name]
+    rng = np.random.default_rng(0)  # the data make.py fitted
+    X_v3 = rng.random((40, 6)).astype(np.float32)
+    X_missing = X_v3.copy()
+    X_missing[rng.random(X_v3.shape) < 0.15] = np.nan
+    data = X_missing if expected["missing"] else X_v3
+    loaded = skae.load(V3_FILES / f"{name}.safetensors")
+    output = getattr(loaded, expected["method"])(data)
+    np.testing.assert_allclose(output, expected["output"], rtol=1e-6, atol=1e-7)
+    # What the file's attributes tell of the plan; the rest was not recorded.
+    plan = loaded.fit_plan_
+    assert (plan.n_features, plan.n_components, plan.hidden_layer_sizes) == (6, 2, (8,))
+    assert plan.mask_input == expected["missing"] and loaded.mask_input_ == expected["missing"]
+    assert plan.n_samples is None and plan.step is None
+    assert "? rows x 6 features" in str(plan)
+    if hasattr(loaded, "partial_fit"):  # it trains further from the reconstructed plan
+        loaded.partial_fit(data)
+        assert loaded.fit_plan_.network() == plan.network() and loaded.fit_plan_.n_samples == 40
+
+
+def test_set_output_survives_saving_as_it_survives_pickling(tmp_path):
+    est = tiny(AutoEncoderTransformer).set_output(transform="pandas").fit(X)
+    est.save(tmp_path / "model.safetensors")
+    loaded = skae.load(tmp_path / "model.safetensors")
+    codes = loaded.transform(X)
+    assert isinstance(codes, pd.DataFrame)
+    pd.testing.assert_frame_equal(codes, est.transform(X))
+    pd.testing.assert_frame_equal(codes, pickle.loads(pickle.dumps(est)).transform(X))
+    plain = tiny(AutoEncoderTransformer).fit(X)
+    plain.save(tmp_path / "plain.safetensors")
+    assert isinstance(skae.load(tmp_path / "plain.safetensors").transform(X), np.ndarray)
+    edited = rewrite(
+        tmp_path / "model.safetensors",
+        tmp_path / "edited.safetensors",
+        edit_document=lambda document: document.update(set_output={"transform": "os.system"}),
+    )
+    with pytest.raises(ValueError, match="Invalid set_output"):
+        skae.load(edited)

@@ -19,7 +19,7 @@ from ._data import (
     training_rows,
 )
 from ._distributed import process_group
-from ._loop import Outcome, Plan, TrainingState, train
+from ._loop import Outcome, TrainingState, train, unconverged
 from ._steps import CudaGraphStep, TrainingStep, learning_rates, load_optimizer_state
 
 __all__ = [
@@ -28,7 +28,6 @@ __all__ = [
     "CudaGraphStep",
     "InMemoryRows",
     "Outcome",
-    "Plan",
     "StreamedRows",
     "TrainingState",
     "TrainingStep",
@@ -41,4 +40,5 @@ __all__ = [
     "process_group",
     "train",
     "training_rows",
+    "unconverged",
 ]

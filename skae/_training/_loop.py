@@ -1,8 +1,9 @@
 """The training loop: epochs of optimizer steps, and the rules that end them.
 
-The estimators (``skae._base``) decide what to train and how long; this module runs it. It
-knows nothing of scikit-learn: it trains a ``TrainingState`` on rows (``_data``) with a step
-(``_steps``, ``_backprop``) following a ``Plan``, on one process or many (``_distributed``).
+The estimators decide what to train and how long, in a ``skae._plan.FitPlan``; this module runs
+it and decides nothing. It knows nothing of scikit-learn: it trains a ``TrainingState`` on rows
+(``_data``) with a step (``_steps``, ``_backprop``) following the plan, on one process or many
+(``_distributed``).
 """
 
 import math
@@ -45,7 +46,7 @@ class TrainingState:
     modules: dict
     optimizer: torch.optim.Optimizer
     scaling: object
-    output_activation: str
+    plan: object  # the FitPlan of this call
     device: torch.device
     seed: int
     n_iter: int = 0
@@ -62,27 +63,6 @@ class TrainingState:
         return [p for module in self.modules.values() for p in module.parameters()]
 
 
-@dataclass(frozen=True)
-class Plan:
-    """How one call trains: its budget, schedule and stopping rules."""
-
-    batch_size: int  # rows per optimizer step, summed over the processes
-    max_epochs: int
-    learning_rate_init: float
-    schedule: str = "constant"  # or "cosine", over max_epochs
-    plateau_rule: bool = False  # stop after n_iter_no_change epochs without improvement
-    early_stopping: bool = False  # monitor a held-out validation_fraction, keep its best epoch
-    validation_fraction: float = 0.1
-    n_iter_no_change: int = 10
-    tol: float = 0.0
-    verbose: int = 0
-    name: str = "training"
-    # The plateau rule ends training only once the loss is below this: a fit stalled at (or
-    # near) the constant prediction of the training means has not converged, it has not
-    # started. Set by the estimator (``BaseAutoEncoder._constant_loss``).
-    loss_to_beat: float = math.inf
-
-
 @dataclass
 class Outcome:
     """How a call to ``train`` ended."""
@@ -97,14 +77,18 @@ class Outcome:
     best_epoch: int | None = None
 
 
-def train(state, rows, make_step, plan, group, reconstruct):
-    """Train ``state`` on ``rows`` following ``plan``; return the Outcome.
+def train(state, rows, make_step, group, reconstruct, *, loss_to_beat=math.inf, progress=None):
+    """Train ``state`` on ``rows`` following its plan (``state.plan``); return the Outcome.
 
-    ``make_step(batch_size, capture_graph)`` builds the optimizer step for this process's batch
-    size; ``reconstruct(modules, x)`` reconstructs model-unit rows, for the validation error.
+    ``make_step(batch_size)`` builds the optimizer step the plan names, for this process's
+    batch size; ``reconstruct(modules, x)`` reconstructs model-unit rows, for the validation
+    error. The plateau rule ends training only once the loss is below ``loss_to_beat``: a fit
+    stalled at (or near) the constant prediction of the training means has not converged, it
+    has not started. ``progress``: the label of a progress bar, or None for none.
     A KeyboardInterrupt ends training after the last completed step (``Outcome.interrupted``);
     a non-finite epoch loss raises FloatingPointError.
     """
+    plan = state.plan
     first_epoch = len(state.loss_curve)
     validation = None
     if plan.early_stopping:
@@ -115,10 +99,10 @@ def train(state, rows, make_step, plan, group, reconstruct):
     # Every process takes as many steps as the one that needs most, so none waits alone.
     own_steps = torch.tensor([-(-rows.n_rows // batch_size)])
     n_steps = int(group.all_reduce(own_steps, "max")[0])
-    step = make_step(batch_size, group.world_size == 1)
+    step = make_step(batch_size)
     if group.world_size > 1:
         step = AveragedOverProcesses(step, group)
-    rates = learning_rates(plan.learning_rate_init, plan.schedule, plan.max_epochs * n_steps)
+    rates = learning_rates(plan.learning_rate_init, plan.learning_rate, plan.max_iter * n_steps)
 
     outcome = Outcome()
     best_weights = None
@@ -130,9 +114,9 @@ def train(state, rows, make_step, plan, group, reconstruct):
         best_weights = start_weights = _copy_weights(state.modules)
         outcome.best_epoch = 0
     progress = tqdm(
-        range(plan.max_epochs),
-        disable=plan.verbose < 1 or group.rank != 0,
-        desc=plan.name,
+        range(plan.max_iter),
+        disable=progress is None or group.rank != 0,
+        desc=progress,
         unit="epoch",
     )
     with progress:
@@ -145,7 +129,7 @@ def train(state, rows, make_step, plan, group, reconstruct):
                     best_weights = _copy_weights(state.modules)
                     outcome.best_epoch = outcome.epochs
                 progress.set_postfix(loss=f"{loss:.4g}", refresh=False)
-                if _plateaued(state, plan):
+                if _plateaued(state, plan, loss_to_beat):
                     break
         except KeyboardInterrupt:
             outcome.interrupted = True
@@ -160,6 +144,59 @@ def train(state, rows, make_step, plan, group, reconstruct):
             outcome.best_epoch = 0
     _judge_progress(outcome, state, state.loss_curve[first_epoch:], plan)
     return outcome
+
+
+def unconverged(name, outcome, losses, plan, loss_to_beat, *, warn_short_schedule=True):
+    """What went wrong with a fit (of estimator ``name``) that ended unconverged, for a
+    ConvergenceWarning, or None: its loss did not fall, it ran out of epochs while still
+    learning (unless ``warn_short_schedule`` is off), or it ended no clearly better than the
+    column means (``loss_to_beat``). ``losses``: this fit's loss curve."""
+    above_means = bool(losses) and not losses[-1] < loss_to_beat
+    worse_than_means = (
+        f"its training loss ({losses[-1]:.4g}) is not clearly below the loss of predicting "
+        f"every row by the training data's column means (clearly below is under "
+        f"{loss_to_beat:.4g}): training did not learn the structure of X"
+        if above_means
+        else ""
+    )
+    kept = ""
+    if outcome.best_epoch is not None and outcome.best_epoch < outcome.epochs:
+        which = (
+            "its starting point"
+            if outcome.best_epoch == 0
+            else f"those after epoch {outcome.best_epoch}"
+        )
+        kept = f" It keeps the weights that did best on its validation rows: {which}."
+    rate = plan.learning_rate_init
+    if len(losses) > 1 and not losses[-1] < losses[0]:
+        message = (
+            f"{name}'s training loss did not fall: {losses[0]:.4g} after the first epoch, "
+            f"{losses[-1]:.4g} after the last. The network has probably collapsed; try a "
+            f"smaller learning_rate_init (it is {rate})."
+        )
+    elif outcome.epochs == plan.max_iter and outcome.still_learning and warn_short_schedule:
+        auto = "max_iter" in plan.auto
+        chosen = f"'auto' (= {plan.max_iter})" if auto else plan.max_iter
+        if outcome.tail_share is None:
+            how = f"still falling by more than tol={plan.tol}"
+        else:
+            how = (
+                f"still falling: the last quarter of the cosine schedule brought "
+                f"{outcome.tail_share:.0%} of its fall"
+            )
+        message = (
+            f"{name} reached max_iter={chosen} epochs while the loss was {how}; consider "
+            "raising max_iter." + (f" So far {worse_than_means}." if above_means else "")
+        )
+    elif above_means:
+        message = (
+            f"{name} ended unconverged: {worse_than_means}. The usual cause is a learning "
+            "rate too large for this data: try a smaller learning_rate_init (it is "
+            f"{rate}); else train longer (max_iter)."
+        )
+    else:
+        return None
+    return message + (kept if above_means else "")
 
 
 def _clearly_better(start_errors, best_errors, group):
@@ -182,19 +219,19 @@ def _load_weights(modules, weights):
         module.load_state_dict(weights[name])
 
 
-def _plateaued(state, plan):
+def _plateaued(state, plan, loss_to_beat):
     """Whether the plateau rule ends training now: ``n_iter_no_change`` epochs without
-    improvement, once the loss has beaten ``plan.loss_to_beat``."""
+    improvement, once the loss has beaten ``loss_to_beat``."""
     return (
-        plan.plateau_rule
+        plan.stop_on_plateau
         and state.epochs_without_improvement >= plan.n_iter_no_change
-        and min(state.loss_curve) < plan.loss_to_beat
+        and min(state.loss_curve) < loss_to_beat
     )
 
 
 def _judge_progress(outcome, state, losses, plan):
     """Set whether training was still learning when it ended."""
-    if plan.schedule == "cosine" and len(losses) > 1:
+    if plan.learning_rate == "cosine" and len(losses) > 1:
         tail = losses[-(math.ceil(len(losses) / 4) + 1) :]
         fall = losses[0] - losses[-1]
         outcome.tail_share = (tail[0] - tail[-1]) / fall if fall > 0 else 0.0
