@@ -167,10 +167,8 @@ def markdown(results, n_rows, threads, load):
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    X_train, _, X_test, _ = load_mnist(
-        data_home=args.data_home, download=not args.no_download, return_X_y=True
-    )
-    X_train = X_train[: args.fit_rows]
+    mnist = load_mnist(data_home=args.data_home, download=not args.no_download)
+    X_train, X_test = mnist.X_train[: args.fit_rows], mnist.X_test
     load_before = os.getloadavg()
     results = {}
     for name, cls in ESTIMATORS.items():

@@ -40,10 +40,12 @@ from _harness import (
     add_data_arguments,
     add_machine_arguments,
     announce_fallback,
+    describe_load,
     describe_machine,
     limit_threads,
     load_dataset,
     machine_info,
+    machine_load,
     markdown_table,
     write_json,
 )
@@ -256,7 +258,8 @@ def main(argv=None):
         except ImportError:
             print("skorch is not installed: skipping it (pip install skorch).")
     with limit_threads(args.threads):
-        machine = describe_machine(machine_info(args.device))
+        info = machine_info(args.device)
+        machine = describe_machine(info)
         print(f"# Speed on {dataset} ({len(X_train)} train rows), {machine}")
         rounds, fits = [], []
         for seed in range(args.repeats):
@@ -269,10 +272,10 @@ def main(argv=None):
             fit_epoch = fits[-1]["s_per_epoch"]
             print(f"  round {seed + 1} skae_fit: {fit_epoch:.3f} s/epoch", file=sys.stderr)
         pca = time_pca(X_train, X_test)
-    report(rounds, fits, pca, args, dataset, device, machine)
+    report(rounds, fits, pca, args, dataset, device, machine, info)
 
 
-def report(rounds, fits, pca, args, dataset, device, machine):
+def report(rounds, fits, pca, args, dataset, device, machine, info):
     # The first epoch of a round carries one-off costs (allocation, warm-up): it is reported
     # in the JSON but left out of the medians, unless it is the only one.
     def timed_epochs(run):
@@ -339,10 +342,10 @@ def report(rounds, fits, pca, args, dataset, device, machine):
         f"transform of train + test takes "
         f"{pca['transform_rows_per_s'] / skae['transform_rows_per_s']:.1f}x PCA's time. "
         f"(pca's s_per_epoch column is its whole fit.) {args.epochs} epochs x {args.repeats} "
-        f"rounds, batch {BATCH_SIZE}, device {device}, data {dataset}."
+        f"rounds, batch {BATCH_SIZE}, device {device}, data {dataset}. {describe_load(info)}."
     )
     if args.output:
-        payload = dict(machine=machine, dataset=dataset, args=vars(args))
+        payload = dict(machine=machine, load=machine_load(info), dataset=dataset, args=vars(args))
         payload["rows"] = rows
         payload["rounds"] = rounds
         payload["fits"] = fits

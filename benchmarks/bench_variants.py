@@ -43,6 +43,7 @@ import torch
 from _harness import (
     add_data_arguments,
     announce_fallback,
+    describe_load,
     describe_machine,
     load_dataset,
     machine_info,
@@ -228,6 +229,7 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    machine = machine_info("cpu")
 
     data_name, X_train, X_test = load_data(
         args.dataset,
@@ -260,7 +262,8 @@ def main(argv=None):
         f"{X_train.shape[1]}-{hidden}-{args.n_components}; fit: {plain.max_iter_} epochs of "
         f"batch {plain.batch_size_}, learning rate {plain.learning_rate_init} "
         f"({plain.learning_rate}), seed {args.seed}; epoch times: median of "
-        f"{args.timed_epochs} (partial_fit); {describe_machine(machine_info('cpu'))}.\n"
+        f"{args.timed_epochs} (partial_fit); {describe_machine(machine)}. "
+        f"{describe_load(machine)}.\n"
     )
     print(
         "| variant | parameters | epoch time (s) | ratio to plain | effect measure | "

@@ -50,6 +50,7 @@ from _harness import (
     limit_threads,
     load_dataset,
     load_table,
+    machine_caption,
     machine_info,
     positive_int,
     resolve_device,
@@ -391,6 +392,7 @@ def main(argv=None) -> int:
         return 1
     report.finish()
     figure = plot_ratios(report.summary(), datasets, args.max_iter)
+    figure.supxlabel(machine_caption(report.meta["machine"]), fontsize=8.5, color="0.3")
     save_figure(figure, report.folder / "compare_datasets.png")
     return 0
 

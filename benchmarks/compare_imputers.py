@@ -59,6 +59,7 @@ from _harness import (
     benchmark_parser,
     comma_list,
     command_line,
+    describe_load,
     describe_machine,
     limit_threads,
     load_dataset,
@@ -368,7 +369,7 @@ def main(argv=None) -> int:
         print("No case could be run.", file=sys.stderr)
         return 1
     report.finish()
-    caption = f"{'; '.join(cases.values())}\n{describe_machine(machine)}"
+    caption = f"{'; '.join(cases.values())}\n{describe_machine(machine)}\n{describe_load(machine)}."
     save_figure(plot(report.summary(), downstream_rows, caption),
                 report.folder / "compare_imputers.png")  # fmt: skip
     return 0

@@ -156,7 +156,8 @@ COLUMNS = [
 ]  # fmt: skip
 # Left out of the markdown table (they are in the CSV and JSON).
 HIDDEN = ("dataset", "settings", "n_train", "n_test", "fit_time_low_s", "fit_time_high_s",
-          "epoch_time_median_s", "fit_threads", "convergence_warnings")  # fmt: skip
+          "epoch_time_median_s", "fit_threads", "convergence_warnings",
+          "other_processes_cores")  # fmt: skip
 TABLE_FORMATS = {
     "fit_time_s": ".2f",
     "transform_time_train_test_s": ".3f",

@@ -35,6 +35,7 @@ from _harness import (
     benchmark_parser,
     comma_list,
     command_line,
+    describe_load,
     describe_machine,
     fixed_epoch_budget,
     limit_threads,
@@ -158,11 +159,11 @@ def run_search(search: GridSearchCV, X, y, device: str) -> float:
     return time.perf_counter() - start
 
 
-def report(search: GridSearchCV, wall: float, data: Dataset, n_samples: int, args, argv) -> None:
+def report(search: GridSearchCV, wall: float, data: Dataset, n_samples: int, args, argv,
+           machine: dict) -> None:  # fmt: skip
     table = cv_table(search)
     best = dict(search.best_params_)
     test_accuracy = float(search.score(data.X_test, data.y_test))
-    machine = machine_info(args.device)
     text = "\n\n".join([
         f"## Grid search on {data.label}: {n_samples} of the {len(data.X_train)} training "
         f"images, {args.cv}-fold CV",
@@ -173,7 +174,7 @@ def report(search: GridSearchCV, wall: float, data: Dataset, n_samples: int, arg
         f"Search wall time: {wall:.1f} s",
         # None (the plain autoencoder) would print as an empty cell.
         markdown_table(table.fillna({"ae__noise_type": "none"}), TABLE_FORMATS),
-        f"Machine: {describe_machine(machine)}",
+        f"Machine: {describe_machine(machine)}. {describe_load(machine)}.",
     ])  # fmt: skip
     print(text)
     out = Path(args.output_dir)
@@ -202,9 +203,10 @@ def main(argv=None) -> int:
     announce_fallback(data)  # first, so a fallback notice is the first line printed
     X, y = subsample(data.X_train, data.y_train, args.n_samples, args.seed)
     with limit_threads(args.threads):
+        machine = machine_info(args.device)
         search = make_search(args)
         wall = run_search(search, X, y, args.device)
-        report(search, wall, data, len(X), args, argv)
+        report(search, wall, data, len(X), args, argv, machine)
     return 0
 
 

@@ -45,6 +45,7 @@ from _harness import (
     anonymous_mb,
     comma_list,
     command_line,
+    describe_load,
     describe_machine,
     machine_info,
     markdown_table,
@@ -283,7 +284,10 @@ def report(results, args, machine, argv, *, final=True):
     finished); print the markdown at the end."""
     import pandas as pd
 
-    sections = [f"## Scaling out (machine: {describe_machine(machine)})"]
+    sections = [
+        f"## Scaling out (machine: {describe_machine(machine)})",
+        f"{describe_load(machine)}.",  # brings machine["load"], in the JSON, up to date
+    ]
     if "memory" in results:
         frame = pd.DataFrame(results["memory"]["one_epoch"])
         sections.append(

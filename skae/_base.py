@@ -23,6 +23,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._input_checks import explained_input_errors
 from ._missing import (
     MissingMask,
     has_nan,
@@ -331,14 +332,15 @@ class BaseAutoEncoder(BaseEstimator):
                 )
             self._validate_input(self._check_block(X[:1], missing), reset=reset)
             return X
-        X = validate_data(
-            self,
-            X,
-            reset=reset,
-            accept_sparse=("csr", "csc", "coo"),
-            dtype=(np.float32, np.float64),
-            ensure_all_finite="allow-nan",
-        )
+        with explained_input_errors(X, self):
+            X = validate_data(
+                self,
+                X,
+                reset=reset,
+                accept_sparse=("csr", "csc", "coo"),
+                dtype=(np.float32, np.float64),
+                ensure_all_finite="allow-nan",
+            )
         nan = has_nan(X)
         if nan:
             self._check_missing(X, missing)
@@ -348,13 +350,15 @@ class BaseAutoEncoder(BaseEstimator):
     def _check_block(self, block, missing="allow"):
         """One block of out-of-core rows as a checked float32 array (checks as
         ``_validate_input``)."""
-        block = check_array(
-            np.asarray(block),
-            dtype=(np.float32, np.float64),
-            input_name="X",
-            estimator=self,
-            ensure_all_finite="allow-nan",
-        )
+        block = np.asarray(block)
+        with explained_input_errors(block, self):
+            block = check_array(
+                block,
+                dtype=(np.float32, np.float64),
+                input_name="X",
+                estimator=self,
+                ensure_all_finite="allow-nan",
+            )
         nan = has_nan(block)
         if nan:
             self._check_missing(block, missing)

@@ -16,6 +16,7 @@ from sklearn.utils.validation import (
 
 from ._autoencoder import AutoEncoderModel
 from ._base import _check_float32_range
+from ._input_checks import explained_input_errors
 from ._missing import has_nan
 from ._persistence import register
 from ._plan import (
@@ -295,13 +296,14 @@ n_features_in_, feature_names_in_
     def _validated(self, X, *, reset):
         """X as a float array (float32 stays float32), checked, and its missing-value mask."""
         nan_is_missing = _is_nan(self.missing_values)
-        X = validate_data(
-            self,
-            X,
-            reset=reset,
-            dtype=FLOAT_DTYPES,
-            ensure_all_finite="allow-nan" if nan_is_missing else True,
-        )
+        with explained_input_errors(X, self):
+            X = validate_data(
+                self,
+                X,
+                reset=reset,
+                dtype=FLOAT_DTYPES,
+                ensure_all_finite="allow-nan" if nan_is_missing else True,
+            )
         _check_float32_range(X, has_nan(X))
         missing = np.isnan(X) if nan_is_missing else X == self.missing_values
         return X, missing

@@ -134,9 +134,9 @@ def test_weighted_hidden_values_gradients_equal_autograds(hidden_weight):
     expected_loss = (weights * squared).sum() / weights.sum()
     # The loss that autograd trains on (devices other than the CPU) is the same.
     autograd_loss = hidden_weighted_mse(model(corrupt(x)), x, corrupt(x), hidden_weight)
-    assert float(autograd_loss) == pytest.approx(float(expected_loss), rel=1e-6)
+    assert autograd_loss.item() == pytest.approx(expected_loss.item(), rel=1e-6)
     expected_loss.backward()
-    assert loss == pytest.approx(float(expected_loss), rel=1e-5)
+    assert loss == pytest.approx(expected_loss.item(), rel=1e-5)
     for grad, p in zip(grads, model.parameters(), strict=True):
         torch.testing.assert_close(grad, p.grad, rtol=1e-5, atol=1e-7)
         assert p.grad.abs().max() > 0
@@ -161,6 +161,10 @@ def X():
     return (load_digits().data[:400] / 16).astype(np.float32)
 
 
+# The fits below compare two ways of computing one training's steps: a few epochs, on purpose.
+short_fits = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
 @pytest.mark.parametrize(
     "params",
     [
@@ -173,6 +177,7 @@ def X():
     ],
     ids=["plain", "gaussian-noise", "masking-noise-tanh", "linear", "pca-start", "pca-nan"],
 )
+@short_fits
 def test_training_matches_autograd_training(X, params, monkeypatch):
     params = dict(params)
     if params.pop("missing", False):
@@ -204,6 +209,7 @@ def test_training_matches_autograd_training(X, params, monkeypatch):
 @pytest.mark.parametrize(
     "params", [{"l1_penalty": 0.01}, {"contractive_penalty": 1e-4}, {"activation": "gelu"}]
 )
+@short_fits
 def test_other_losses_and_activations_use_autograd(X, params, monkeypatch):
     def refuse(self, x):
         raise AssertionError("the hand-written backward pass cannot compute this loss")

@@ -404,17 +404,46 @@ def test_load_mnist_as_frame(tmp_path, tiny):
 
 
 @pytest.mark.parametrize("as_frame", [False, True])
-def test_load_mnist_return_X_y(tmp_path, tiny, as_frame):
+def test_load_mnist_return_X_y_is_one_subsets_X_and_y(tmp_path, tiny, as_frame):
     tiny.write(tmp_path / "mnist")
+    both = load_mnist(data_home=tmp_path, download=False)
 
-    result = load_mnist(data_home=tmp_path, download=False, return_X_y=True, as_frame=as_frame)
+    for subset, n in [("train", N_TRAIN), ("test", N_TEST)]:
+        kwargs = dict(subset=subset, data_home=tmp_path, download=False, as_frame=as_frame)
+        result = load_mnist(**kwargs, return_X_y=True)
 
-    assert isinstance(result, tuple) and len(result) == 4
-    X_train, y_train, X_test, y_test = result
-    assert X_train.shape == (N_TRAIN, 784) and X_test.shape == (N_TEST, 784)
-    assert y_train.shape == (N_TRAIN,) and y_test.shape == (N_TEST,)
-    assert isinstance(X_train, pd.DataFrame) == as_frame
-    assert isinstance(y_test, pd.Series) == as_frame
+        assert isinstance(result, tuple) and len(result) == 2
+        X, y = result
+        assert X.shape == (n, 784) and y.shape == (n,)
+        assert isinstance(X, pd.DataFrame) == as_frame and isinstance(y, pd.Series) == as_frame
+        np.testing.assert_array_equal(np.asarray(X), both[f"X_{subset}"])
+        np.testing.assert_array_equal(np.asarray(y), both[f"y_{subset}"])
+        bunch = load_mnist(**kwargs)
+        np.testing.assert_array_equal(np.asarray(bunch.data), both[f"X_{subset}"])
+        np.testing.assert_array_equal(np.asarray(bunch.target), both[f"y_{subset}"])
+        assert "X_train" not in bunch and bunch.image_shape == (28, 28)
+
+
+@pytest.mark.parametrize("loader", [load_mnist, load_fashion_mnist])
+def test_return_X_y_without_a_subset_says_how_before_reading_anything(tmp_path, loader):
+    # Four arrays from one call were unpacked in train_test_split's order, and the mix-up
+    # surfaced in a classifier as "y should be a 1d array, got ... (10000, 784)".
+    with pytest.raises(ValueError, match=r"needs a subset.*subset='train', return_X_y=True\)"):
+        loader(data_home=tmp_path, download=False, return_X_y=True)
+    with pytest.raises(ValueError, match=r"subset='validation' is invalid"):
+        loader(subset="validation", data_home=tmp_path, download=False)
+
+
+def test_a_subset_reads_only_its_own_files(tmp_path, tiny):
+    tiny.write(tmp_path / "mnist")
+    for name in FILES[:2]:  # no training files
+        (tmp_path / "mnist" / name).unlink()
+
+    X_test, y_test = load_mnist(subset="test", data_home=tmp_path, download=False, return_X_y=True)
+
+    np.testing.assert_array_equal(y_test, tiny.labels["test"])
+    with pytest.raises(DatasetUnavailableError, match="train-images"):
+        load_mnist(subset="train", data_home=tmp_path, download=False)
 
 
 def test_load_fashion_mnist_reads_its_own_folder(tmp_path, tiny):
@@ -858,9 +887,9 @@ class TestRealMNIST:
         np.testing.assert_array_equal(X[:100], scaled(np.round(X[:100] * 255).astype(np.uint8)))
 
     def test_as_frame_and_return_X_y(self, real_mnist):
-        X_train, y_train, X_test, y_test = load_mnist(
-            data_home=REAL_DATA_HOME, download=False, return_X_y=True, as_frame=True
-        )
+        kwargs = dict(data_home=REAL_DATA_HOME, download=False, return_X_y=True, as_frame=True)
+        X_train, y_train = load_mnist(subset="train", **kwargs)
+        X_test, y_test = load_mnist(subset="test", **kwargs)
         assert isinstance(X_train, pd.DataFrame) and X_train.shape == (60000, 784)
         assert isinstance(y_test, pd.Series) and y_test.shape == (10000,)
         assert list(X_test.columns) == real_mnist.feature_names
@@ -875,9 +904,9 @@ class TestRealMNIST:
         folders = sorted(p for p in REAL_DATA_HOME.rglob("*") if p.is_dir())
 
         # download=True as well: valid files must be read, not fetched or rewritten.
-        X_train, y_train, X_test, y_test = load_mnist(return_X_y=True)
+        data = load_mnist()
 
-        assert X_test.shape == (10000, 784)
+        assert data.X_test.shape == (10000, 784)
         assert {p: p.stat().st_mtime_ns for p in files_under(REAL_DATA_HOME)} == before
         assert sorted(p for p in REAL_DATA_HOME.rglob("*") if p.is_dir()) == folders
 

@@ -109,7 +109,7 @@ def test_the_written_out_step_gives_autograds_gradients_with_missing_values(nois
             inputs = corrupt or (lambda x: x)
             step = TrainingStep(lambda x: masked_mse(model(inputs(x)), x), optimizer)
         loss = step.compute_gradients(x.clone())
-        return float(loss), [p.grad.clone() for p in parameters]
+        return loss.item(), [p.grad.clone() for p in parameters]
 
     loss, grads = gradients(True)
     expected_loss, expected = gradients(False)

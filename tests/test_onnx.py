@@ -21,6 +21,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils import Bunch
 from torch import nn
 
 import skae
@@ -342,7 +343,8 @@ def test_benchmark_script_runs(tmp_path, monkeypatch, capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     X = (load_digits().data / 16).astype(np.float32)
-    monkeypatch.setattr(bench, "load_mnist", lambda **kwargs: (X[:1000], None, X[1000:], None))
+    mnist = Bunch(X_train=X[:1000], X_test=X[1000:])
+    monkeypatch.setattr(bench, "load_mnist", lambda **kwargs: mnist)
     output = tmp_path / "out" / "bench.json"
     bench.main(["--repeats", "2", "--single-rows", "3", "--fit-rows", "300", "--max-iter", "1",
                 "--output", str(output)])  # fmt: skip

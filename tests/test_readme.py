@@ -2,9 +2,11 @@
 
 Each ```python block is written to a fresh folder as a script and run in a new process, alone:
 it must bring its own imports and data (a block that leans on a name from another one fails
-here). Warnings are errors, except deprecation notices from other libraries. A block whose
-first line names a script (``# train_ddp.py: run with torchrun ...``) is saved under that name
-and run the way its comment says.
+here). Warnings are errors, except deprecation notices from other libraries, and so are
+warnings logged on stderr (Dask's ``distributed.nanny - WARNING - ...``), which are no Python
+warnings. A block whose first line names a script (``# train_ddp.py: run with torchrun ...``)
+is saved under that name and run the way its comment says. Each block says on the terminal
+when it starts, as it may run for a minute with nothing else to show.
 """
 
 import os
@@ -27,8 +29,49 @@ WARNINGS = [
 ]
 
 
+# A line that a logging handler writes for a warning or worse, as Python's and Dask's formats
+# put it: "WARNING:name:..." or "2026-12-07 01:40:44,884 - distributed.nanny - WARNING - ...".
+LOGGED_WARNING = re.compile(r"(?:.* - )?(WARNING|ERROR|CRITICAL)(?: - |:)")
+
+
 def python_blocks():
     return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+
+
+def where(number):
+    """Block ``number`` as a reader finds it: its line in README.md and its section."""
+    text = README.read_text(encoding="utf-8")
+    start = [m.start() for m in re.finditer(r"```python\n", text)][number]
+    heading = re.findall(r"^## (.*)$", text[:start], re.M)
+    line = text.count("\n", 0, start) + 2  # the block's first line of code
+    return f"README.md line {line}" + (f", {heading[-1]}" if heading else "")
+
+
+def mnist_is_here():
+    """Whether MNIST can be read where the loader looks, without a download."""
+    from skae.datasets import DatasetUnavailableError, load_mnist
+
+    try:
+        load_mnist(subset="test", download=False)
+        load_mnist(subset="train", download=False)
+    except DatasetUnavailableError:
+        return False
+    return True
+
+
+@pytest.fixture
+def announce(request):
+    """Start a line on the terminal now, past pytest's capture; the test's result ends it."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+
+    def write(message):
+        if reporter is None or capture is None:
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write(f"\n{message} ", flush=True)
+
+    return write
 
 
 def test_the_readme_has_the_blocks_this_test_runs():
@@ -37,13 +80,25 @@ def test_the_readme_has_the_blocks_this_test_runs():
     assert any(SCRIPT.match(block) for block in blocks)
 
 
+def test_logged_warnings_are_recognised():
+    nanny = "2026-12-07 01:40:44,884 - distributed.nanny - WARNING - Worker process still alive"
+    assert LOGGED_WARNING.match(nanny) and LOGGED_WARNING.match("WARNING:root:something")
+    info = "2026-12-07 01:40:44,884 - distributed.scheduler - INFO - Receive client connection"
+    assert not LOGGED_WARNING.match(info)
+    assert not LOGGED_WARNING.match("fit: 100%|##########| 5/5 [00:01<00:00, loss=0.02]")
+
+
 @pytest.mark.parametrize("number", range(len(python_blocks())))
-def test_each_python_block_runs_alone(tmp_path, number):
-    block = python_blocks()[number]
+def test_each_python_block_runs_alone(tmp_path, number, announce):
+    blocks = python_blocks()
+    block = blocks[number]
     if "dask" in block:
         pytest.importorskip("distributed")  # the Dask recipe needs the dask extra
     if "skae.onnx" in block:
         pytest.importorskip("onnxruntime")  # the deployment recipe needs the onnx extra
+    if "load_mnist" in block and not mnist_is_here():
+        pytest.skip("MNIST is not in $SKAE_DATA/mnist/ or ~/scikit_learn_data/mnist/, and the "
+                    "block would download it (11 MB)")  # fmt: skip
     script = SCRIPT.match(block)
     name = script.group(1) if script else f"block_{number + 1}.py"
     (tmp_path / name).write_text(block, encoding="utf-8")
@@ -54,9 +109,15 @@ def test_each_python_block_runs_alone(tmp_path, number):
         env["OMP_NUM_THREADS"] = "1"
     else:
         command = [sys.executable, name]
+    announce(f"  README block {number + 1} of {len(blocks)} ({where(number)}), run alone:")
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=240)  # fmt: skip
     assert done.returncode == 0, (
         f"README python block {number + 1} failed when run alone:\n{block}\n"
         f"--- stderr ---\n{done.stderr[-3000:]}"
+    )
+    logged = [line for line in done.stderr.splitlines() if LOGGED_WARNING.match(line)]
+    assert not logged, (
+        f"README python block {number + 1} ran, but logged warnings on stderr:\n"
+        + "\n".join(logged)
     )

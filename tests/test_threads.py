@@ -98,6 +98,7 @@ def test_a_recent_watch_is_reused(monkeypatch):
 
 @pytest.mark.parametrize("n_threads, expected", [(2, 2), (1, 1), ("auto", 1)])
 @pytest.mark.parametrize("cls", [AutoEncoderTransformer, VariationalAutoEncoderTransformer])
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 2 epochs suffice
 def test_fit_and_inference_run_on_the_chosen_threads_then_restore_them(
     monkeypatch, four_torch_threads, cls, n_threads, expected
 ):
@@ -144,6 +145,7 @@ def test_invalid_n_threads_is_refused_with_the_valid_values(value):
         AutoEncoderTransformer(n_threads=value).fit(X)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 3 epochs suffice
 def test_results_agree_whatever_the_thread_count():
     fits = [
         AutoEncoderTransformer(

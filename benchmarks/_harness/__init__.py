@@ -6,7 +6,8 @@ A benchmark script is its protocol and little else:
 - ``cli``: the shared options (data, --seed, --device, --threads, --output-dir, --quiet);
 - ``data``: MNIST-like images with a digits fallback (``load_dataset``), small tables
   (``load_table``), subsets;
-- ``machine``: a cap on threads, the machine's description, warm-up, peak memory;
+- ``machine``: a cap on threads, the machine's description, how busy it was over the run
+  (``machine_load``) and the threads a fit used (``fit_threads``), warm-up, peak memory;
 - ``fitting``: ``timed_fit`` (wall time, each epoch's time, a progress bar, warnings counted,
   Ctrl-C stops the run) and ``runs`` (a bar over the runs);
 - ``report``: ``Report``, whose CSV, JSON and markdown are rewritten atomically after every row,
@@ -37,13 +38,18 @@ from .data import (
 )
 from .fitting import Fit, fixed_epoch_budget, runs, timed_fit
 from .machine import (
+    BUSY_CORES,
     PeakMemory,
     anonymous_mb,
+    describe_load,
     describe_machine,
+    fit_threads,
     limit_threads,
     machine_caption,
     machine_info,
+    machine_load,
     resolve_device,
+    start_load_watch,
     warm_up,
 )
 from .report import Report, atomic_save, markdown_table, write_csv, write_json, write_text

@@ -204,17 +204,16 @@ def per_method(frame, column: str) -> str:
 
 def caption(frame, data: str, machine: dict) -> str:
     """The small print under a figure: the data (e.g. "1,347 training / 450 test images"), the
-    epochs each method trained, the threads, the CPU or GPU and the date."""
+    epochs and torch threads each method's fits used, the CPU or GPU, the date, and how busy the
+    machine was over the run."""
     from .machine import machine_caption
 
     epochs = per_method(frame, "epochs") if "epochs" in frame else ""
     epochs = f"; epochs (n_iter_): {epochs}" if epochs else ""
-    where = machine_caption(machine)
-    threads = frame["fit_threads"].dropna() if "fit_threads" in frame else []
-    if len(threads) and set(threads) != {machine["torch_threads"]}:
-        # The estimators chose fewer threads than the cap for some fits.
-        where += f"; torch threads per fit: {per_method(frame, 'fit_threads')}"
-    return f"{data}{epochs}\n{where}"
+    # The threads the fits say they used; a fit that does not say is not guessed at.
+    threads = per_method(frame, "fit_threads") if "fit_threads" in frame else ""
+    threads = f"; torch threads per fit: {threads or 'unknown'}" if "fit_threads" in frame else ""
+    return f"{data}{epochs}{threads}\n{machine_caption(machine)}"
 
 
 def by_size_figure(frame, y, colors, *, title, caption, ylabel, fmt=None, low=None, high=None):

@@ -11,9 +11,10 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from sklearn.exceptions import ConvergenceWarning
 from tqdm.auto import tqdm
+
+from .machine import fit_threads, machine_load, start_load_watch
 
 # skae's training loop draws its per-epoch bar with this module's ``tqdm``; timed_fit lends it
 # a bar that also notes when each epoch starts and ends. skae keeps no per-epoch times itself.
@@ -28,8 +29,9 @@ class Fit:
     low: float  # fastest plausible time: see spread()
     high: float
     epoch_seconds: list[float] = field(default_factory=list)  # each epoch of the last fit
-    threads: int | None = None  # torch's threads during training, where there are epochs
+    threads: int | None = None  # torch threads the fit used (machine.fit_threads); None: unknown
     convergence_warnings: list[str] = field(default_factory=list)
+    other_cores: float | None = None  # other processes' mean CPU use during the fits (cores)
 
     def columns(self) -> dict:
         """The result-row columns every benchmark reports for a fit."""
@@ -41,6 +43,7 @@ class Fit:
             "epoch_time_median_s": statistics.median(epochs) if epochs else None,
             "fit_threads": self.threads,
             "convergence_warnings": len(self.convergence_warnings),
+            "other_processes_cores": self.other_cores,
         }
 
 
@@ -73,6 +76,7 @@ def timed_fit(estimator, X, y=None, *, label=None, progress=True, repeats=1) -> 
     """
     label = label or type(estimator).__name__
     times, clocks = [], []
+    load = {"load": start_load_watch()}
     with warnings.catch_warnings(record=True) as caught:
         # "always": the default filter would show a repeated warning once per location only.
         warnings.simplefilter("always", ConvergenceWarning)
@@ -94,8 +98,9 @@ def timed_fit(estimator, X, y=None, *, label=None, progress=True, repeats=1) -> 
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     clocks = clocks or []
     epochs = [t for clock in clocks for t in clock.epoch_seconds()]
-    threads = next((clock.threads for clock in clocks if clock.threads), None)
-    return Fit(statistics.median(times), *spread(times, epochs), epochs, threads, messages)
+    threads = fit_threads(estimator)
+    others = machine_load(load)["other_processes_cores"]
+    return Fit(statistics.median(times), *spread(times, epochs), epochs, threads, messages, others)
 
 
 @contextlib.contextmanager
@@ -131,13 +136,11 @@ class _Clock:
         if not sys.stderr.isatty():  # a log file: fewer updates
             kwargs["mininterval"] = 2.0
         super().__init__(*args, **kwargs)
-        self.starts, self.end, self.threads = [], None, None
+        self.starts, self.end = [], None
         self.made.append(self)
 
     def __iter__(self):
         for item in super().__iter__():
-            if self.threads is None:  # set inside fit, where skae chooses its threads
-                self.threads = torch.get_num_threads()
             self.starts.append(time.perf_counter())
             yield item
 

@@ -1,4 +1,5 @@
-"""The machine a benchmark runs on: threads, device, what the timings depend on, memory."""
+"""The machine a benchmark runs on: threads, device, what the timings depend on, how busy it
+was, memory."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextlib
 import os
 import platform
 import threading
+import time
 import warnings
 from datetime import datetime
 from pathlib import Path
@@ -49,8 +51,23 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# Other processes' mean CPU use over a run, in cores, from which its timings are marked as taken
+# on a busy machine. Half a core is plenty to matter: with one core busy, a 2-thread MNIST epoch
+# took 23 times as long as on an idle machine (bench_threads.py).
+BUSY_CORES = 0.5
+
+
+def fit_threads(estimator) -> int | None:
+    """The torch threads ``estimator``'s last fit used, as its fitted ``fit_plan_`` records them
+    (``n_threads``); None, unknown, for an estimator without one: not guessed from torch's
+    setting, which is only a cap on what the fit chose."""
+    threads = getattr(getattr(estimator, "fit_plan_", None), "n_threads", None)
+    return None if threads is None else int(threads)
+
+
 def machine_info(device: str) -> dict:
-    """What the timings depend on: CPU, threads, device, library versions, date."""
+    """What the timings depend on: CPU, threads, device, library versions, date; and, in
+    ``"load"``, how busy the machine is from now on (see ``machine_load``)."""
     import sklearn
 
     device = resolve_device(device)
@@ -66,10 +83,80 @@ def machine_info(device: str) -> dict:
         "threadpools": {pool["internal_api"]: pool["num_threads"] for pool in threadpool_info()},
         "device": device,
         "gpu": None,
+        "load": start_load_watch(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
+
+
+def _machine_cpu_seconds() -> float | None:
+    """CPU seconds every process has used since boot (Linux's /proc/stat: all but idle and
+    iowait); None elsewhere."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+        user, nice, system, idle, iowait, irq, softirq, steal = map(int, fields[1:9])
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    return None
+
+
+def _own_cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (a spinner it ran, torchrun)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def start_load_watch() -> dict:
+    """The readings a run's load is measured from: the time, the 1-minute load average, and the
+    CPU seconds of the machine and of this process."""
+    return {
+        "started": time.time(),
+        "load_average_start": round(os.getloadavg()[0], 2),
+        "machine_cpu_s_start": _machine_cpu_seconds(),
+        "own_cpu_s_start": _own_cpu_seconds(),
+    }
+
+
+def machine_load(info: dict) -> dict:
+    """How busy the machine has been since ``machine_info``: ``info["load"]`` brought up to now
+    (and returned).
+
+    ``other_processes_cores`` is the CPU other processes used, in cores on average: the
+    machine's CPU time less this process's, over the wall time (Linux). Elsewhere it is
+    estimated from the load averages: the one at the start (others alone, the run not yet
+    counted), or the one now less this run's own use, whichever is larger. ``busy`` when it
+    reaches ``BUSY_CORES``.
+    """
+    load = info.setdefault("load", start_load_watch())
+    seconds = max(time.time() - load["started"], 1e-9)
+    own = (_own_cpu_seconds() - load["own_cpu_s_start"]) / seconds
+    load_now = os.getloadavg()[0]
+    machine_now = _machine_cpu_seconds()
+    if machine_now is not None and load["machine_cpu_s_start"] is not None:
+        others = (machine_now - load["machine_cpu_s_start"]) / seconds - own
+    else:
+        others = max(load["load_average_start"], load_now - own)
+    others = round(max(others, 0.0), 2)  # judged as recorded
+    load.update(
+        seconds=round(seconds, 1),
+        load_average_end=round(load_now, 2),
+        own_cores=round(own, 2),
+        other_processes_cores=others,
+        busy=others >= BUSY_CORES,
+    )
+    return load
+
+
+def describe_load(info: dict) -> str:
+    """The machine's load over the run so far, in a sentence, first saying when it was busy."""
+    load = machine_load(info)
+    verdict = "Busy machine, timings indicative only" if load["busy"] else "Quiet machine"
+    return (
+        f"{verdict}: other processes used {load['other_processes_cores']:.1f} of "
+        f"{info['cpu_count']} cores on average over the run (this one "
+        f"{load['own_cores']:.1f}); load average {load['load_average_start']:.1f} at its start, "
+        f"{load['load_average_end']:.1f} at its end"
+    )
 
 
 def describe_machine(info: dict) -> str:
@@ -82,12 +169,12 @@ def describe_machine(info: dict) -> str:
 
 
 def machine_caption(info: dict) -> str:
-    """machine_info in a caption's few words: threads, CPU or GPU, date."""
+    """machine_info in a caption's few words: CPU or GPU, the cap on threads, date; then how busy
+    the machine was over the run so far (a figure is drawn at its end)."""
     where = f"GPU {info['gpu']}" if info["gpu"] else f"device {info['device']}"
-    threads = info["torch_threads"]
     return (
-        f"{threads} thread{'s' * (threads != 1)} on {info['cpu']} ({info['cpu_count']} cores), "
-        f"{where}, {info['date'][:10]}"
+        f"{info['cpu']} ({info['cpu_count']} cores), {where}, torch threads at most "
+        f"{info['torch_threads']}, {info['date'][:10]}.\n{describe_load(info)}."
     )
 
 

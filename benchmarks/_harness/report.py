@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .machine import describe_load
+
 
 def atomic_save(path: Path, save) -> None:
     """Call save(tmp_path), then move the file into place, so readers never see a partial one."""
@@ -116,7 +118,9 @@ class Report:
     atomically.
 
     title       the markdown's heading
-    meta        put in the JSON before the rows (command, machine, settings, ...)
+    meta        put in the JSON before the rows (command, machine, settings, ...); a
+                ``meta["machine"]`` from machine_info gets its load brought up to date at
+                every write, and the markdown says how busy the machine was
     notes       paragraphs after the table: a list, or a function returning one (it is called
                 at every write, so it can say what has run so far)
     columns     the columns to put first
@@ -167,6 +171,10 @@ class Report:
                 f"**Incomplete run: {len(self.rows)}{of} runs finished.** The files are "
                 "rewritten after each run; this one was stopped or is still going."
             ]
+        machine = self.meta.get("machine")
+        if isinstance(machine, dict) and "load" in machine:
+            load = describe_load(machine)  # also brings the JSON's reading up to date
+            status.append(f"**{load}.**" if machine["load"]["busy"] else f"{load}.")
         notes = self.notes() if callable(self.notes) else self.notes
         return "\n\n".join(
             [f"## {self.title}", *status, markdown_table(shown, self.formats), *notes]

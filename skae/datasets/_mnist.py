@@ -119,7 +119,7 @@ _DESCRIPTIONS = {
 }
 
 
-def load_mnist(*, data_home=None, download=True, return_X_y=False, as_frame=False):
+def load_mnist(*, subset=None, data_home=None, download=True, return_X_y=False, as_frame=False):
     """Load the MNIST handwritten digits (standard train/test split), pixels scaled to [0, 1].
 
     The 60,000 training and 10,000 test images of 28x28 pixels are returned as float32 rows of
@@ -127,6 +127,11 @@ def load_mnist(*, data_home=None, download=True, return_X_y=False, as_frame=Fals
 
     Parameters
     ----------
+    subset : {"train", "test"} or None, default=None
+        Which split to return: None for both (a Bunch with ``X_train``, ``y_train``,
+        ``X_test``, ``y_test``), or one of them alone (as scikit-learn's loaders do: a Bunch
+        with ``data`` and ``target``, or ``(X, y)`` with ``return_X_y``); only that split's
+        files are read.
     data_home : str or path-like, default=None
         Folder holding one subfolder per dataset; the files are read from (and downloaded
         into) ``<data_home>/mnist/``. Defaults to the ``SKAE_DATA`` environment variable,
@@ -138,10 +143,12 @@ def load_mnist(*, data_home=None, download=True, return_X_y=False, as_frame=Fals
         silences the bars); files are verified before they are stored, and folders created
         for a download that fails are removed. Nothing is written when ``download=False``.
     return_X_y : bool, default=False
-        If True, return ``(X_train, y_train, X_test, y_test)`` instead of a Bunch.
+        If True, return the ``subset``'s ``(X, y)`` instead of a Bunch, the pair every
+        scikit-learn loader returns. Needs ``subset``: ``X_train, y_train =
+        load_mnist(subset="train", return_X_y=True)``.
     as_frame : bool, default=False
-        If True, the ``X_*`` are pandas DataFrames with columns ``feature_names`` and the
-        ``y_*`` pandas Series named ``"label"``.
+        If True, the images are pandas DataFrames with columns ``feature_names`` and the
+        labels pandas Series named ``"label"``.
 
     Returns
     -------
@@ -167,11 +174,17 @@ def load_mnist(*, data_home=None, download=True, return_X_y=False, as_frame=Fals
         DESCR : str
             Description of the dataset.
 
-    (X_train, y_train, X_test, y_test) : tuple
-        Returned instead when ``return_X_y`` is True.
+        With ``subset="train"`` or ``"test"``: ``data`` and ``target``, that split's images
+        and labels, in place of the four above.
+
+    (X, y) : tuple
+        The ``subset``'s images and labels, returned instead when ``return_X_y`` is True.
 
     Raises
     ------
+    ValueError
+        If ``return_X_y`` is True without a ``subset``: which split ``(X, y)`` is would be a
+        guess, and four arrays are easily unpacked in the wrong order.
     DatasetUnavailableError
         A subclass of :class:`OSError`, raised if some file has no valid local copy and cannot
         be downloaded (e.g. without network access, or with ``download=False``). Its message
@@ -184,12 +197,15 @@ def load_mnist(*, data_home=None, download=True, return_X_y=False, as_frame=Fals
     >>> mnist = load_mnist()  # doctest: +SKIP
     >>> mnist.X_train.shape, mnist.X_train.dtype  # doctest: +SKIP
     ((60000, 784), dtype('float32'))
-    >>> X_train, y_train, X_test, y_test = load_mnist(return_X_y=True)  # doctest: +SKIP
+    >>> X_train, y_train = load_mnist(subset="train", return_X_y=True)  # doctest: +SKIP
+    >>> X_test, y_test = load_mnist(subset="test", return_X_y=True)  # doctest: +SKIP
     """
-    return _load("mnist", data_home, download, return_X_y, as_frame)
+    return _load("mnist", subset, data_home, download, return_X_y, as_frame)
 
 
-def load_fashion_mnist(*, data_home=None, download=True, return_X_y=False, as_frame=False):
+def load_fashion_mnist(
+    *, subset=None, data_home=None, download=True, return_X_y=False, as_frame=False
+):
     """Load Fashion-MNIST (standard train/test split), pixels scaled to [0, 1].
 
     The 60,000 training and 10,000 test images of 28x28 pixels (Zalando articles in 10
@@ -198,6 +214,11 @@ def load_fashion_mnist(*, data_home=None, download=True, return_X_y=False, as_fr
 
     Parameters
     ----------
+    subset : {"train", "test"} or None, default=None
+        Which split to return: None for both (a Bunch with ``X_train``, ``y_train``,
+        ``X_test``, ``y_test``), or one of them alone (as scikit-learn's loaders do: a Bunch
+        with ``data`` and ``target``, or ``(X, y)`` with ``return_X_y``); only that split's
+        files are read.
     data_home : str or path-like, default=None
         Folder holding one subfolder per dataset; the files are read from (and downloaded
         into) ``<data_home>/fashion-mnist/``. Defaults to the ``SKAE_DATA`` environment variable,
@@ -209,10 +230,12 @@ def load_fashion_mnist(*, data_home=None, download=True, return_X_y=False, as_fr
         silences the bars); files are verified before they are stored, and folders created
         for a download that fails are removed. Nothing is written when ``download=False``.
     return_X_y : bool, default=False
-        If True, return ``(X_train, y_train, X_test, y_test)`` instead of a Bunch.
+        If True, return the ``subset``'s ``(X, y)`` instead of a Bunch, the pair every
+        scikit-learn loader returns. Needs ``subset``: ``X_train, y_train =
+        load_fashion_mnist(subset="train", return_X_y=True)``.
     as_frame : bool, default=False
-        If True, the ``X_*`` are pandas DataFrames with columns ``feature_names`` and the
-        ``y_*`` pandas Series named ``"label"``.
+        If True, the images are pandas DataFrames with columns ``feature_names`` and the
+        labels pandas Series named ``"label"``.
 
     Returns
     -------
@@ -238,11 +261,17 @@ def load_fashion_mnist(*, data_home=None, download=True, return_X_y=False, as_fr
         DESCR : str
             Description of the dataset.
 
-    (X_train, y_train, X_test, y_test) : tuple
-        Returned instead when ``return_X_y`` is True.
+        With ``subset="train"`` or ``"test"``: ``data`` and ``target``, that split's images
+        and labels, in place of the four above.
+
+    (X, y) : tuple
+        The ``subset``'s images and labels, returned instead when ``return_X_y`` is True.
 
     Raises
     ------
+    ValueError
+        If ``return_X_y`` is True without a ``subset``: which split ``(X, y)`` is would be a
+        guess, and four arrays are easily unpacked in the wrong order.
     DatasetUnavailableError
         A subclass of :class:`OSError`, raised if some file has no valid local copy and cannot
         be downloaded (e.g. without network access, or with ``download=False``). Its message
@@ -256,35 +285,55 @@ def load_fashion_mnist(*, data_home=None, download=True, return_X_y=False, as_fr
     >>> fashion.target_names[fashion.y_train[:3]]  # doctest: +SKIP
     array(['Ankle boot', 'T-shirt/top', 'T-shirt/top'], dtype='<U11')
     """
-    return _load("fashion-mnist", data_home, download, return_X_y, as_frame)
+    return _load("fashion-mnist", subset, data_home, download, return_X_y, as_frame)
 
 
-def _load(name: str, data_home, download: bool, return_X_y: bool, as_frame: bool):
-    checksums = CHECKSUMS[name]
+def _load(name: str, subset, data_home, download: bool, return_X_y: bool, as_frame: bool):
+    splits = _check_subset(name, subset, return_X_y)
+    files = {file for split in splits for file in _SPLIT_FILES[split]}
+    checksums = {file: digest for file, digest in CHECKSUMS[name].items() if file in files}
     payloads = fetch_dataset_files(
         name, checksums, MIRRORS[name], data_home=data_home, download=download
     )
-    splits = {
-        split: _decode_split(payloads, images_file, labels_file, SPLIT_SIZES[name][split])
-        for split, (images_file, labels_file) in _SPLIT_FILES.items()
-    }
     feature_names = _feature_names()
-    if as_frame:
-        splits = {split: _as_frame(X, y, feature_names) for split, (X, y) in splits.items()}
-    (X_train, y_train), (X_test, y_test) = splits["train"], splits["test"]
+    loaded = {}
+    for split in splits:
+        images_file, labels_file = _SPLIT_FILES[split]
+        X, y = _decode_split(payloads, images_file, labels_file, SPLIT_SIZES[name][split])
+        loaded[split] = _as_frame(X, y, feature_names) if as_frame else (X, y)
     if return_X_y:
-        return X_train, y_train, X_test, y_test
+        return loaded[subset]
+    if subset is None:
+        (X_train, y_train), (X_test, y_test) = loaded["train"], loaded["test"]
+        arrays = dict(X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test)
+    else:
+        arrays = dict(zip(("data", "target"), loaded[subset], strict=True))
     return Bunch(
-        X_train=X_train,
-        y_train=y_train,
-        X_test=X_test,
-        y_test=y_test,
+        **arrays,
         feature_names=feature_names,
         target_names=np.asarray(_TARGET_NAMES[name]),
         image_shape=IMAGE_SHAPE,
         name=name,
         DESCR=_describe(name),
     )
+
+
+def _check_subset(name: str, subset, return_X_y: bool) -> tuple[str, ...]:
+    """The splits to read; refuses return_X_y without a subset, before any file is read."""
+    if subset is not None and subset not in _SPLIT_FILES:
+        raise ValueError(f"subset={subset!r} is invalid: expected 'train', 'test' or None.")
+    loader = "load_" + name.replace("-", "_")
+    if return_X_y and subset is None:
+        # Four arrays from one call invite train_test_split's order (X_train, X_test, ...),
+        # and the mix-up surfaced far away, as a y of 784 columns.
+        raise ValueError(
+            f"{loader}(return_X_y=True) needs a subset: it returns one split's (X, y), as "
+            f"scikit-learn's loaders do. Use X_train, y_train = {loader}(subset='train', "
+            f"return_X_y=True) and X_test, y_test = {loader}(subset='test', return_X_y=True), "
+            f"or data = {loader}() for both splits as data.X_train, data.y_train, "
+            "data.X_test, data.y_test."
+        )
+    return tuple(_SPLIT_FILES) if subset is None else (subset,)
 
 
 def _decode_split(
