@@ -3,6 +3,7 @@
 Nothing here knows about scikit-learn, so the modules can be used and tested on their own.
 """
 
+import functools
 import math
 
 import torch
@@ -17,7 +18,14 @@ ACTIVATIONS = {
     "tanh": nn.Tanh,
 }
 
-OUTPUT_ACTIVATIONS = {"sigmoid": nn.Sigmoid, "identity": nn.Identity}
+# "clip": the output clipped to [0, 1], for data in [0, 1] (see skae._plan's
+# resolve_output_activation): piecewise linear, so a network started at PCA starts at PCA's
+# reconstruction clipped to [0, 1], which is nowhere farther from data in [0, 1].
+OUTPUT_ACTIVATIONS = {
+    "sigmoid": nn.Sigmoid,
+    "identity": nn.Identity,
+    "clip": functools.partial(nn.Hardtanh, 0.0, 1.0),
+}
 
 
 def mlp(sizes, activation, *, output_activation="identity", generator=None):

@@ -235,8 +235,15 @@ device_, n_features_in_, feature_names_in_
         rules = super()._plan_rules()
         # The hand-written backward pass knows the plain mean only: autograd trains the trimmed
         # loss.
+        # Its own budget, with or without a validation split, and a linear output on narrow
+        # data in [0, 1]: clipped, the AUROC on the digits table fell from 0.697 to 0.645
+        # (seeds 0-1).
         return replace(
-            rules, target_steps=TARGET_STEPS, backprop=rules.backprop and not self._trims()
+            rules,
+            target_steps=TARGET_STEPS,
+            early_stopping_steps=TARGET_STEPS,
+            clip_unit_interval=False,
+            backprop=rules.backprop and not self._trims(),
         )
 
     def _trims(self):

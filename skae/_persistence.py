@@ -42,6 +42,7 @@ from safetensors.torch import save as _serialize
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
+from ._modules import OUTPUT_ACTIVATIONS
 from ._plan import STEPS, FitPlan
 from ._scaling import AffineScaling
 from ._training import TrainingState, load_optimizer_state
@@ -456,7 +457,7 @@ def _check_plan(plan, params, n_features):
                 f"The model file's {name}={declared!r} does not describe its network, whose "
                 f"{name} is {built!r}."
             )
-    choices = {"init": ("pca", "random"), "output_activation": ("sigmoid", "identity"),
+    choices = {"init": ("pca", "random"), "output_activation": tuple(OUTPUT_ACTIVATIONS),
                "scaling": ("none", "centred"), "mask_input": (True, False),
                "learning_rate": ("constant", "cosine"), "step": (None, *STEPS),
                "stop_on_plateau": (None, True, False)}  # fmt: skip

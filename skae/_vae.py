@@ -49,8 +49,8 @@ class VariationalAutoEncoderTransformer(CodesTransformerMixin, BaseAutoEncoder):
         AutoEncoderTransformer.
     activation : str, default="leaky_relu"
         Activation of the hidden layers (see AutoEncoderTransformer).
-    output_activation : {"auto", "sigmoid", "identity"}, default="auto"
-        As in AutoEncoderTransformer.
+    output_activation : {"auto", "sigmoid", "identity", "clip"}, default="auto"
+        As in AutoEncoderTransformer ("auto": "sigmoid" for data in [0, 1], else "identity").
     beta : float, default=1.0
         Weight of the KL term (beta-VAE; 1.0 is the standard ELBO). Larger values pull the
         codes closer to the prior, which ``sample`` draws from, at the cost of blurrier

@@ -214,6 +214,9 @@ MODULE_CONVERTERS = {
     nn.SiLU: _silu,
     nn.Tanh: lambda g, module, x: g.node("Tanh", [x]),
     nn.Sigmoid: lambda g, module, x: g.node("Sigmoid", [x]),
+    nn.Hardtanh: lambda g, module, x: g.node(
+        "Clip", [x, g.constant("min", module.min_val), g.constant("max", module.max_val)]
+    ),
     GaussianEncoder: _gaussian_mean,
     MissingMask: _missing_mask,
     LinearPath: _linear_path,

@@ -71,7 +71,7 @@ def gradients(step_class, layers, x, corrupt=None):
 
 
 @pytest.mark.parametrize("activation", SUPPORTED)
-@pytest.mark.parametrize("output_activation", ["sigmoid", "identity"])
+@pytest.mark.parametrize("output_activation", ["sigmoid", "identity", "clip"])
 @pytest.mark.parametrize("hidden", [(16, 8), ()])
 @pytest.mark.parametrize("noisy", [False, True])
 def test_gradients_equal_autograds(activation, output_activation, hidden, noisy):
@@ -89,7 +89,7 @@ def test_gradients_equal_autograds(activation, output_activation, hidden, noisy)
 
 
 @pytest.mark.parametrize("activation", SUPPORTED)
-@pytest.mark.parametrize("output_activation", ["sigmoid", "identity"])
+@pytest.mark.parametrize("output_activation", ["sigmoid", "identity", "clip"])
 @pytest.mark.parametrize("hidden", [(16, 8), (16,)])
 @pytest.mark.parametrize("mask", [False, True])
 def test_linear_path_gradients_equal_autograds(activation, output_activation, hidden, mask):

@@ -335,6 +335,23 @@ def test_decoder_graph_reused_for_reconstructions(cls, kind, data):
     assert gemms[2] == 2 * gemms[1]
 
 
+def test_a_clipped_output_exports(data):
+    # A PCA start on narrow data in [0, 1] gets an output clipped to [0, 1]: a Clip node.
+    skl2onnx.update_registered_converter(
+        Reconstruction, "SkaeTestReconstruction", _reconstruction_shape, _reconstruction_converter
+    )
+    X_train, X_test = data["unit"]
+    autoencoder = fitted(AutoEncoderTransformer, X_train, init="pca", max_iter=5)
+    assert autoencoder.output_activation_ == "clip"
+    reconstruction = Reconstruction(autoencoder, 1).fit(X_train)
+    model = skl2onnx.to_onnx(reconstruction, X_train[:1])
+    assert "Clip" in node_types(model)
+    for rows in (X_test[:1], X_test[:7], X_test):
+        (recon,) = run(model, rows)
+        assert_allclose(recon, reconstruction.transform(rows), atol=ATOL, rtol=0)
+    assert_matches(autoencoder, skae.onnx.to_onnx(autoencoder, X_train), X_test)
+
+
 @pytest.mark.filterwarnings("ignore:n_components=64 is not smaller:UserWarning")  # digits' 64
 def test_benchmark_script_runs(tmp_path, monkeypatch, capsys):
     """benchmarks/bench_onnx.py end to end, on digits standing in for MNIST."""

@@ -22,6 +22,7 @@ from skae import (
     VariationalAutoEncoderTransformer,
 )
 from skae._plan import (
+    EARLY_STOPPING_STEPS,
     TARGET_STEPS,
     DataSummary,
     default_hidden_layer_sizes,
@@ -50,6 +51,13 @@ def test_the_budget_is_counted_in_optimizer_steps(n_samples, batch_size, epochs)
     assert resolve_max_iter("auto", n_samples, batch_size) == epochs
     steps = epochs * math.ceil(n_samples / batch_size)
     assert TARGET_STEPS <= steps < TARGET_STEPS + math.ceil(n_samples / batch_size)
+
+
+def test_a_fit_with_a_validation_split_gets_twice_the_steps():
+    # The split ends a fit that stops improving; one still improving uses the longer budget.
+    assert EARLY_STOPPING_STEPS == 2 * TARGET_STEPS
+    assert resolve_max_iter("auto", 1_257, 39, EARLY_STOPPING_STEPS) == 364  # digits'
+    assert resolve_max_iter(7, 1_257, 39, EARLY_STOPPING_STEPS) == 7
 
 
 def test_explicit_values_are_kept_and_checked():
@@ -98,7 +106,9 @@ def test_a_default_fit_says_what_auto_chose_and_trains_that_long(cls):
         est.fit(X)
     assert est.hidden_layer_sizes_ == (256,)
     assert est.batch_size_ == 32  # 600 // 32 = 18, raised to the least batch
-    assert est.max_iter_ == math.ceil(TARGET_STEPS / math.ceil(600 / 32))
+    # The autoencoder holds out a validation split here ("auto"), the VAE does not.
+    steps = EARLY_STOPPING_STEPS if cls is AutoEncoderTransformer else TARGET_STEPS
+    assert est.max_iter_ == math.ceil(steps / math.ceil(600 / 32))
     assert est.n_iter_ <= est.max_iter_
     widths = [m.out_features for m in est.encoder_.modules() if isinstance(m, torch.nn.Linear)]
     assert 256 in widths  # the hidden layer (beside a linear path where the start is PCA's)
@@ -163,9 +173,12 @@ def test_the_plan_is_made_by_a_plain_function_from_the_parameters_and_the_data()
     assert (digits.init, digits.hidden_layer_sizes, digits.output_activation) == (
         "pca",
         (256,),
-        "identity",  # a PCA start on narrow data: a linear output
+        "clip",  # a PCA start on narrow data in [0, 1]: a linear output, clipped to [0, 1]
     )
-    assert (digits.batch_size, digits.max_iter, digits.validation_fraction) == (39, 182, 0.1)
+    assert digits.scaling == "none"
+    assert (digits.batch_size, digits.max_iter, digits.validation_fraction) == (39, 364, 0.1)
+    unbounded = plan_of(est, 1257, 64, unit=False)
+    assert (unbounded.output_activation, unbounded.scaling) == ("identity", "centred")
     assert digits.step == "backprop" and digits.n_threads == 1 and not digits.mask_input
     assert set(digits.auto) >= {"init", "hidden_layer_sizes", "batch_size", "max_iter"}
     mnist = plan_of(est, 60_000, 784)
@@ -176,9 +189,11 @@ def test_the_plan_is_made_by_a_plain_function_from_the_parameters_and_the_data()
         "none",
     )
     assert mnist.validation_fraction is None and mnist.batch_size == 256
-    # Data with missing values: the mask input, and no split watching rebuilt values.
+    # Data with missing values: the mask input, no split watching rebuilt values, and the
+    # 6,000 steps of a fit without one; a linear output (clipped, the imputer filled worse).
     holes = plan_of(est, 1257, 64, missing=True)
     assert holes.mask_input and holes.validation_fraction is None
+    assert holes.max_iter == 182 and holes.output_activation == "identity"
 
 
 @pytest.mark.parametrize(
@@ -194,6 +209,7 @@ def test_each_estimator_states_its_own_rules(params):
     assert variant.init == "random" and variant.validation_fraction is None
     detector = plan_of(AutoEncoderOutlierDetector(), 1257, 64)
     assert detector.max_iter == math.ceil(2000 / math.ceil(1257 / 39))  # its own budget
+    assert detector.output_activation == "identity"  # not clipped: it detected worse
     assert detector.step == "autograd"  # the trimmed loss has no hand-written backward pass
     imputer = plan_of(AutoEncoderImputer(), 1257, 64)
     assert imputer.mask_input and imputer.hidden_layer_sizes == (256, 256)

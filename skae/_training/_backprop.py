@@ -49,6 +49,11 @@ _ACTIVATIONS = {
     ),
     nn.Tanh: lambda module: _Activation(torch.tanh_, aten.tanh_backward),
     nn.Sigmoid: lambda module: _Activation(torch.sigmoid_, aten.sigmoid_backward),
+    # Its derivative from the output: 1 strictly between the bounds, where the input was too.
+    nn.Hardtanh: lambda module: _Activation(
+        lambda h: F.hardtanh_(h, module.min_val, module.max_val),
+        lambda grad, out: aten.hardtanh_backward(grad, out, module.min_val, module.max_val),
+    ),
 }
 
 
