@@ -293,9 +293,9 @@ class AutoEncoderTransformer(CodesTransformerMixin, AutoEncoderModel):
         Share of the training data held out for early stopping.
     n_iter_no_change : int, default=10
         Epochs without an improvement of more than ``tol`` (relative) before stopping. With
-        the cosine schedule, whose learning rate anneals, the error often falls again after a
-        long plateau: training then waits at least as many epochs as it took to reach its
-        last improvement, and a tenth of ``max_iter``.
+        early stopping under the cosine schedule, whose learning rate anneals, the validation
+        error often falls again after a long plateau: training then waits at least as many
+        epochs as it took to reach its last improvement, and a tenth of ``max_iter``.
     tol : float, default=1e-4
         Relative improvement of the monitored loss that counts as progress.
     warm_start : bool, default=False

@@ -160,14 +160,17 @@ def test_mostly_black_images_train_past_the_saturated_start():
 
 
 def test_under_a_cosine_schedule_the_plateau_rule_waits_as_long_as_progress_took():
-    # n_iter_no_change epochs at least; under the cosine schedule also as many as the fit took
-    # to reach its last improvement, and PATIENCE_SHARE of the schedule.
+    # n_iter_no_change epochs at least; watching a validation split under the cosine schedule,
+    # also as many as the fit took to reach its last improvement, and PATIENCE_SHARE of it.
     from skae._training._loop import PATIENCE_SHARE, patience
 
-    plan = types.SimpleNamespace(learning_rate="cosine", max_iter=200, n_iter_no_change=10)
+    def plan(**settings):
+        settings = {"learning_rate": "cosine", "validation_fraction": 0.1, **settings}
+        return types.SimpleNamespace(max_iter=200, n_iter_no_change=10, **settings)
+
     state = types.SimpleNamespace(epochs_without_improvement=5)
     share = math.ceil(PATIENCE_SHARE * 200)
-    assert patience(plan, 15, state) == max(10, share)  # the last improvement: epoch 10
-    assert patience(plan, 105, state) == 100  # the last improvement: epoch 100
-    constant = types.SimpleNamespace(learning_rate="constant", max_iter=200, n_iter_no_change=10)
-    assert patience(constant, 105, state) == 10
+    assert patience(plan(), 15, state) == max(10, share)  # the last improvement: epoch 10
+    assert patience(plan(), 105, state) == 100  # the last improvement: epoch 100
+    assert patience(plan(learning_rate="constant"), 105, state) == 10
+    assert patience(plan(validation_fraction=None), 105, state) == 10  # the training loss
