@@ -114,8 +114,10 @@ class PlanRules:
     # The optimizer steps of max_iter="auto", without and with a validation split.
     target_steps: int = TARGET_STEPS
     early_stopping_steps: int = EARLY_STOPPING_STEPS
-    # Whether output_activation="auto" clips a PCA start's output to [0, 1] on narrow data in
-    # [0, 1] (see resolve_output_activation), rather than leaving it linear.
+    # Whether output_activation="auto" gives a PCA start on narrow data a linear output (else
+    # the output of its data: a sigmoid for data in [0, 1]), and whether it clips that output to
+    # [0, 1] on data in [0, 1] (see resolve_output_activation).
+    linear_pca_output: bool = True
     clip_unit_interval: bool = True
     # Whether init="auto" may start at PCA's solution (else it starts at random).
     pca_start: bool = True
@@ -377,7 +379,8 @@ def plan_network(rules, params, data, *, full, auto):
     if is_auto(output_activation):
         auto.add("output_activation")
         clip = rules.clip_unit_interval and not mask_input
-        output_activation = resolve_output_activation(init, data, clip=clip)
+        linear = rules.linear_pca_output
+        output_activation = resolve_output_activation(init, data, linear=linear, clip=clip)
     if is_auto(params["hidden_layer_sizes"]):
         auto.add("hidden_layer_sizes")
     sizes = rules.hidden_layer_sizes(
@@ -398,10 +401,10 @@ def plan_network(rules, params, data, *, full, auto):
     }
 
 
-def resolve_output_activation(init, data, *, clip=True):
+def resolve_output_activation(init, data, *, linear=True, clip=True):
     """``output_activation="auto"``: a sigmoid for data in [0, 1], as in the design, else a
-    linear output; but for a PCA start on narrow data (<= 256 features) a linear output,
-    clipped to [0, 1] for data in [0, 1] where ``clip``.
+    linear output; but where ``linear``, for a PCA start on narrow data (<= 256 features) a
+    linear output, clipped to [0, 1] for data in [0, 1] where ``clip``.
 
     Behind a sigmoid, the PCA start is PCA's in the logit's units, far from PCA's own
     reconstruction: fine for images with few codes (5,000 MNIST images at 64 codes: test SSE 3.3
@@ -413,7 +416,7 @@ def resolve_output_activation(init, data, *, clip=True):
     0.64 and 0.83. The estimators whose rules turn ``clip`` off measured worse with it (see
     their ``_plan_rules``).
     """
-    if init == "pca" and data.n_features <= FIRST_HIDDEN:
+    if linear and init == "pca" and data.n_features <= FIRST_HIDDEN:
         return "clip" if clip and data.in_unit_interval else "identity"
     return "sigmoid" if data.in_unit_interval else "identity"
 

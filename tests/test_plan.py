@@ -206,7 +206,10 @@ def test_the_plan_is_made_by_a_plain_function_from_the_parameters_and_the_data()
 )
 def test_each_estimator_states_its_own_rules(params):
     variant = plan_of(AutoEncoderTransformer(n_components=16, **params), 1257, 64)
-    assert variant.init == "random" and variant.validation_fraction is None
+    # The plain model's start, in the data's units, without a validation split.
+    assert variant.init == "pca" and variant.output_activation == "sigmoid"
+    assert variant.validation_fraction is None and variant.max_iter == 182
+    assert variant.stop_on_plateau == ("noise_type" not in params)  # denoisers: every epoch
     detector = plan_of(AutoEncoderOutlierDetector(), 1257, 64)
     assert detector.max_iter == math.ceil(2000 / math.ceil(1257 / 39))  # its own budget
     assert detector.output_activation == "identity"  # not clipped: it detected worse
