@@ -43,7 +43,7 @@ from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
 from ._modules import OUTPUT_ACTIVATIONS
-from ._plan import STEPS, FitPlan
+from ._plan import STEPS, UNIT_INTERVAL_OUTPUTS, FitPlan
 from ._scaling import AffineScaling
 from ._training import TrainingState, load_optimizer_state
 from ._validation import restore_device
@@ -402,7 +402,7 @@ def _fitted_plan(estimator, document, n_features):
             hidden_layer_sizes=tuple(hidden) if isinstance(hidden, (list, tuple)) else hidden,
             activation=planned["activation"],
             output_activation=output_activation,
-            scaling="none" if output_activation == "sigmoid" else "centred",
+            scaling="none" if output_activation in UNIT_INTERVAL_OUTPUTS else "centred",
             mask_input=fitted.get("mask_input_", False),
             hidden_weight=estimator._plan_rules().hidden_weight(
                 planned.get("hidden_weight", 1.0), n_features, planned["n_components"]

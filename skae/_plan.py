@@ -26,8 +26,12 @@ data sets. So:
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
+from html import escape
+
+import torch
 
 from ._threads import choose_threads, training_flops
+from ._training import _backprop
 from ._validation import check_float, check_hidden_layer_sizes, check_int
 
 # Optimizer steps of a fit with max_iter="auto": the MNIST budget of the design (24 epochs of
@@ -293,8 +297,6 @@ class FitPlan:
         return "\n".join(['fit plan (* chosen by "auto"):', *lines])
 
     def _repr_html_(self):
-        from html import escape
-
         cells = "".join(
             f"<tr><td>{escape(topic)}</td><td>{escape(text)}</td></tr>"
             for topic, text in self.rows()
@@ -324,14 +326,13 @@ def make_plan(rules, params, data, *, device, group, blueprint, full=True, previ
         validation_fraction = plan_validation(rules, params, data.n_samples, network)
         steps = rules.target_steps if validation_fraction is None else rules.early_stopping_steps
         max_iter = resolve_max_iter(params["max_iter"], data.n_samples, batch_size, steps)
-        auto.update(name for name in ("batch_size", "max_iter") if is_auto(params[name]))
-        if is_auto(params["early_stopping"]):
-            auto.add("validation_fraction")
     else:
         max_iter, validation_fraction = 1, None
-        auto.update(["batch_size"] if is_auto(params["batch_size"]) else [])
-    if is_auto(params["n_threads"]):
-        auto.add("n_threads")
+    # The training's "auto" choices (a partial_fit resolves no budget nor split).
+    chosen = {"batch_size": "batch_size", "n_threads": "n_threads"}
+    if full:
+        chosen.update(max_iter="max_iter", early_stopping="validation_fraction")
+    auto.update(name for param, name in chosen.items() if is_auto(params[param]))
     plan = FitPlan(
         n_samples=data.n_samples,
         n_features=data.n_features,
@@ -445,8 +446,6 @@ def plan_step(rules, modules, mask_input, device, n_processes):
     draws random numbers (which the graph would replay frozen); a network that reads the
     missing-value mask is trained with values hidden at random.
     """
-    from ._training import _backprop
-
     if device.type == "cpu":
         supported = _backprop.supports(list(modules.values()))
         return "backprop" if rules.backprop and supported else "autograd"
@@ -463,8 +462,6 @@ def plan_threads(n_threads, n_parameters, batch_size, device, group):
     chosen = choose_threads(n_threads, flops, device)
     if chosen is None or group.world_size == 1:
         return chosen
-    import torch
-
     return int(group.all_reduce(torch.tensor([chosen]), "min")[0])
 
 
