@@ -87,7 +87,10 @@ class AutoEncoderOutlierDetector(OutlierMixin, AutoEncoderModel):
         training rows' outlier measure (minus the score), its upper quartile plus 3
         interquartile ranges. Trained on one MNIST digit, that flags 3% of new rows of the
         digit and 69% of the other digits; on tables whose rows hold 3-8% outliers, 2-6% of
-        the rows.
+        the rows. Where the fence holds every training row (light tails, as three Gaussian
+        blobs), "auto" still flags the one with the largest measure, as scikit-learn's
+        detectors flag some of their training rows; new rows are then flagged beyond all
+        training rows but that one.
     support_fraction : float in (0, 1], default=0.8
         Share of the rows that training and the codes' statistics rely on: the best
         reconstructed rows of each batch, and the rows whose codes lie nearest the centre.
@@ -287,7 +290,15 @@ device_, n_features_in_, feature_names_in_
     def _offset(self, scores):
         if isinstance(self.contamination, str):  # "auto": Tukey's far-out fence
             q1, q3 = np.percentile(scores, [25, 75])
-            return float(q1 - FENCE * (q3 - q1))
+            fence = float(q1 - FENCE * (q3 - q1))
+            if len(scores) < 2:
+                return fence
+            # ...but at least the most outlying training row: scikit-learn's detectors flag
+            # some of their training rows (its common checks assert both labels on three
+            # Gaussian blobs, whose light tails stay inside the fence). Halfway to the next
+            # row, so that one row is flagged unless the two tie.
+            lowest, second = np.partition(scores, 1)[:2]
+            return max(fence, float((lowest + second) / 2))
         return float(np.percentile(scores, 100.0 * self.contamination))
 
     # -- inference -----------------------------------------------------------------------------
