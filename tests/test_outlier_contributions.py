@@ -1,7 +1,8 @@
-"""AutoEncoderOutlierDetector.outlier_contributions: each feature's share of a row's outlier
-measure."""
+"""AutoEncoderOutlierDetector.outlier_contributions (each feature's share of a row's outlier
+measure) and plot_outlier_contributions."""
 
 import pickle
+import sys
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.exceptions import NotFittedError
 
 import skae
-from skae import AutoEncoderOutlierDetector
+from skae import AutoEncoderOutlierDetector, plot_outlier_contributions
 from skae._outliers import _mahalanobis, _relative_errors
 
 # Short test fits end before convergence on purpose.
@@ -211,3 +212,45 @@ def test_saved_loaded_and_pickled_detectors_give_the_same_numbers(fitted, new, t
     loaded = skae.load(tmp_path / "detector.safetensors")
     # The file holds the codes' statistics in float32.
     assert_allclose(loaded.outlier_contributions(new), contributions, rtol=1e-5, atol=1e-6)
+
+
+# -- the plot ----------------------------------------------------------------------------------
+
+
+def test_plot_shows_the_largest_contributions(X, new):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = [f"f{i}" for i in range(N_FEATURES)]
+    est = detector().fit(pd.DataFrame(X, columns=columns))
+    row = pd.Series(new[0], index=columns)
+    row["f4"] += 4.0
+    ax = plot_outlier_contributions(est, row, top=3)
+    try:
+        labels = [label.get_text() for label in ax.get_yticklabels()]
+        widths = [bar.get_width() for bar in ax.patches]
+        expected = est.outlier_contributions(row.to_frame().T)[0]
+        assert len(labels) == len(widths) == 3 and labels[0] == "f4"
+        assert_allclose(widths, np.sort(expected)[::-1][:3])
+        # On given axes, with given names, every feature.
+        figure, axes = plt.subplots()
+        names = [f"g{i}" for i in range(N_FEATURES)]
+        with pytest.warns(UserWarning, match="feature names"):  # an array: no names
+            plotted = plot_outlier_contributions(est, row.to_numpy()[None],
+                                                 feature_names=names, top=20, ax=axes)  # fmt: skip
+        assert plotted is axes and len(axes.patches) == N_FEATURES
+        assert axes.get_yticklabels()[0].get_text() == "g4"
+    finally:
+        plt.close("all")
+    with pytest.raises(ValueError, match="one row"):
+        plot_outlier_contributions(est, new[:2])
+    with pytest.raises(ValueError, match="feature_names"):
+        plot_outlier_contributions(est, row, feature_names=["a"])
+
+
+def test_plot_without_matplotlib_says_what_to_install(fitted, new, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    with pytest.raises(ImportError, match="pip install matplotlib"):
+        plot_outlier_contributions(fitted, new[0])
