@@ -3,6 +3,7 @@ measure) and plot_outlier_contributions."""
 
 import pickle
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -212,6 +213,18 @@ def test_saved_loaded_and_pickled_detectors_give_the_same_numbers(fitted, new, t
     loaded = skae.load(tmp_path / "detector.safetensors")
     # The file holds the codes' statistics in float32.
     assert_allclose(loaded.outlier_contributions(new), contributions, rtol=1e-5, atol=1e-6)
+
+
+def test_model_files_of_older_formats_give_contributions():
+    """The reference row is the decoding of code_mean_, which every detector file holds: files
+    written before outlier_contributions existed (format 3) give them too."""
+    loaded = skae.load(
+        Path(__file__).parent / "model_files_v3" / "AutoEncoderOutlierDetector.safetensors"
+    )
+    data = np.random.default_rng(0).random((40, 6)).astype(np.float32)  # what make.py fitted
+    contributions = loaded.outlier_contributions(data)
+    assert contributions.shape == (40, 6) and np.isfinite(contributions).all()
+    assert_allclose(contributions.sum(axis=1), -loaded.score_samples(data), rtol=1e-2)
 
 
 # -- the plot ----------------------------------------------------------------------------------
