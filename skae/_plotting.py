@@ -15,14 +15,15 @@ def plot_outlier_contributions(detector, x, *, feature_names=None, top=10, ax=No
 
     Parameters
     ----------
-    detector : AutoEncoderOutlierDetector
-        A fitted detector.
+    detector : AutoEncoderOutlierDetector or Pipeline
+        A fitted detector, or a fitted pipeline that ends in one: the row then goes through
+        the steps before it, and the contributions are those of the features it reads.
     x : array-like of shape (n_features,) or (1, n_features)
-        One row, as the detector reads it (a pandas Series or one-row DataFrame keeps its
-        feature names).
-    feature_names : array-like of str of shape (n_features,), default=None
-        The features' names. By default the detector's ``feature_names_in_`` when it was
-        fitted on a DataFrame, else ``x0, x1, ...``.
+        One row (a pandas Series or one-row DataFrame keeps its feature names).
+    feature_names : array-like of str, default=None
+        The names of the features the detector reads. By default its ``feature_names_in_``
+        when it was fitted on a DataFrame, else those that a pipeline's steps before it
+        output (``get_feature_names_out``), else ``x0, x1, ...``.
     top : int, default=10
         How many features to show.
     ax : matplotlib Axes, default=None
@@ -58,10 +59,19 @@ def plot_outlier_contributions(detector, x, *, feature_names=None, top=10, ax=No
         ) from error
     top = check_int("top", top, low=1)
     row = _one_row(x)
+    preprocessing = None
+    if hasattr(detector, "steps"):  # a pipeline: explain what its detector reads
+        preprocessing, detector = detector[:-1], detector[-1]
+        row = preprocessing.transform(row)
     contributions = detector.outlier_contributions(row)[0]
     n_features = len(contributions)
     if feature_names is None:
         feature_names = getattr(detector, "feature_names_in_", None)
+    if feature_names is None and preprocessing is not None:
+        try:
+            feature_names = preprocessing.get_feature_names_out()
+        except AttributeError:  # a step that does not name its outputs
+            pass
     if feature_names is None:
         feature_names = [f"x{i}" for i in range(n_features)]
     names = np.asarray([str(name) for name in feature_names], dtype=object)

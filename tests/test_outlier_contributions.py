@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.exceptions import NotFittedError
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 import skae
 from skae import AutoEncoderOutlierDetector, plot_outlier_contributions
@@ -260,6 +262,24 @@ def test_plot_shows_the_largest_contributions(X, new):
         plot_outlier_contributions(est, new[:2])
     with pytest.raises(ValueError, match="feature_names"):
         plot_outlier_contributions(est, row, feature_names=["a"])
+
+
+def test_plot_explains_the_detector_of_a_pipeline(X, new):
+    pytest.importorskip("matplotlib").use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = [f"f{i}" for i in range(N_FEATURES)]
+    pipe = make_pipeline(StandardScaler(), detector()).fit(pd.DataFrame(3 * X + 1, columns=columns))
+    row = pd.DataFrame(3 * new[:1] + 1, columns=columns)
+    row["f6"] += 12.0
+    try:
+        ax = plot_outlier_contributions(pipe, row, top=2)
+        labels = [label.get_text() for label in ax.get_yticklabels()]
+        assert labels[0] == "f6"  # the scaler's names for its outputs
+        expected = pipe[-1].outlier_contributions(pipe[:-1].transform(row))[0]
+        assert_allclose([bar.get_width() for bar in ax.patches], np.sort(expected)[::-1][:2])
+    finally:
+        plt.close("all")
 
 
 def test_plot_without_matplotlib_says_what_to_install(fitted, new, monkeypatch):
