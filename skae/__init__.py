@@ -5,6 +5,7 @@ from ._imputer import AutoEncoderImputer
 from ._outliers import AutoEncoderOutlierDetector
 from ._persistence import load
 from ._plan import FitPlan
+from ._plotting import plot_outlier_contributions
 from ._vae import VariationalAutoEncoderTransformer
 
 __version__ = "0.1.0"
@@ -16,5 +17,6 @@ __all__ = [
     "FitPlan",
     "VariationalAutoEncoderTransformer",
     "load",
+    "plot_outlier_contributions",
     "__version__",
 ]

@@ -10,6 +10,7 @@ import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
+from sklearn.datasets import make_blobs
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -140,6 +141,24 @@ def test_auto_contamination_is_tukeys_far_out_fence(fitted, data):
     assert fitted.offset_ == pytest.approx(q1 - FENCE * (q3 - q1))
     # On clean rows near a plane it flags few of them.
     assert (fitted.predict(X) == -1).mean() < 0.03
+
+
+# scikit-learn's check, at the defaults: 8 codes for 2 features, which the warning says.
+@pytest.mark.filterwarnings("ignore:n_components=8 is not smaller than the 2:UserWarning")
+def test_auto_contamination_flags_at_least_one_training_row():
+    """Three Gaussian blobs (scikit-learn's check_outliers_train): their light tails stay
+    inside the fence, and "auto" flags the most outlying training row alone, as scikit-learn's
+    detectors flag some of theirs."""
+    X, _, centers = make_blobs(n_samples=300, random_state=0, return_centers=True)
+    est = AutoEncoderOutlierDetector(max_iter=3, random_state=0, device="cpu").fit(X)
+    scores = est.score_samples(X)
+    q1, q3 = np.percentile(scores, [25, 75])
+    assert scores.min() > q1 - FENCE * (q3 - q1)  # the fence alone flags none
+    labels = est.predict(X)
+    assert_array_equal(np.flatnonzero(labels == -1), [np.argmin(scores)])
+    # New rows from the same blobs are flagged as rarely: beyond all training rows but one.
+    new, _ = make_blobs(n_samples=3000, centers=centers, random_state=1)
+    assert (est.predict(new) == -1).mean() < 0.02
 
 
 @pytest.mark.parametrize(
