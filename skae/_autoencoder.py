@@ -159,9 +159,18 @@ class AutoEncoderModel(BaseAutoEncoder):
             corrupt = lambda x: self._corrupt(state, x)  # noqa: E731
             layers = [state.modules[name] for name in self._module_names]
             return BackpropStep(
-                layers, state.optimizer, corrupt, hidden_weight=state.plan.hidden_weight
+                layers,
+                state.optimizer,
+                corrupt,
+                hidden_weight=state.plan.hidden_weight,
+                keep_fraction=self._keep_fraction(),
             )
         return super()._make_step(state, batch_size)
+
+    def _keep_fraction(self):
+        """The share of each batch's rows, the best reconstructed, that the loss is the mean
+        over (the outlier detector trims the rest)."""
+        return 1.0
 
     def _corrupt(self, state, x):
         """The training input: x with noise, in the model's units (the target stays x).

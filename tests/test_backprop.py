@@ -142,6 +142,34 @@ def test_weighted_hidden_values_gradients_equal_autograds(hidden_weight):
         assert p.grad.abs().max() > 0
 
 
+@pytest.mark.parametrize("mask", [False, True])
+def test_trimmed_loss_gradients_equal_autograds(mask):
+    # The outlier detector's loss: the mean over the batch's 80% best-reconstructed rows of
+    # their mean squared error over their observed entries.
+    layers = linear_path_layers("leaky_relu", "identity", (16,), mask=mask)
+    x = torch.rand(37, 20, generator=torch.Generator().manual_seed(1))
+    x[:4] += 3.0  # rows the trimming drops
+    if mask:
+        x[torch.rand(37, 20, generator=torch.Generator().manual_seed(2)) < 0.3] = float("nan")
+    backprop_layers = copy.deepcopy(layers)
+    parameters = [p for layer in backprop_layers for p in layer.parameters()]
+    step = BackpropStep(backprop_layers, torch.optim.Adam(parameters), keep_fraction=0.8)
+    loss = float(step.compute_gradients(x))
+    grads = [p.grad.clone() for p in parameters]
+
+    model = nn.Sequential(*copy.deepcopy(layers))
+    observed = ~torch.isnan(x)
+    squared = (model(x) - torch.nan_to_num(x)).square() * observed
+    row_errors = squared.sum(dim=1) / observed.sum(dim=1)
+    kept = torch.topk(row_errors, 30, largest=False).values  # ceil(0.8 * 37)
+    expected_loss = kept.mean()
+    expected_loss.backward()
+    assert loss == pytest.approx(expected_loss.item(), rel=1e-5)
+    for grad, p in zip(grads, model.parameters(), strict=True):
+        torch.testing.assert_close(grad, p.grad, rtol=1e-5, atol=1e-7)
+        assert p.grad.abs().max() > 0
+
+
 def test_supports_only_what_it_can_differentiate():
     assert supports(autoencoder_layers("leaky_relu", "sigmoid"))
     assert supports([nn.Linear(3, 2), nn.Identity()])

@@ -13,6 +13,7 @@ fitted on data with missing values starts with a ``MissingMask`` (the values bes
 missing-value mask) and is trained on the error of the observed entries only.
 """
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -160,9 +161,13 @@ class BackpropStep(TrainingStep):
     the mean over the observed entries of x; with ``hidden_weight`` other than 1, a weighted
     mean, the entries that ``corrupt`` hid (NaN in the input only) weighing ``hidden_weight``
     (see skae._missing.entry_weights).
+
+    With ``keep_fraction`` below 1, the error is the mean over the rows of the batch's
+    ``keep_fraction`` best-reconstructed rows (each row's error the mean over its observed
+    entries): the trimmed loss of the outlier detector.
     """
 
-    def __init__(self, layers, optimizer, corrupt=None, hidden_weight=1.0):
+    def __init__(self, layers, optimizer, corrupt=None, hidden_weight=1.0, keep_fraction=1.0):
         self.input_layer, layers = _split_input(layers)
         self.blocks = _blocks(layers)
         if self.blocks is None:
@@ -171,6 +176,7 @@ class BackpropStep(TrainingStep):
         super().__init__(compute_loss=None, optimizer=optimizer)
         self.corrupt = corrupt
         self.hidden_weight = hidden_weight
+        self.keep_fraction = keep_fraction
 
     @torch.no_grad()
     def compute_gradients(self, x):
@@ -193,6 +199,9 @@ class BackpropStep(TrainingStep):
             else:
                 weights = entry_weights(x_in, missing, self.hidden_weight)
                 weighted, n = residual * weights, weights.sum().clamp_min(1e-12)
+        if self.keep_fraction < 1.0:
+            missing = torch.isnan(x) if self.input_layer is not None else None
+            weighted, n = _trimmed(residual, weighted, self.keep_fraction, missing)
         loss = torch.dot(residual.view(-1), weighted.view(-1)) / n
         # Backward, from d loss / d output = 2 weights (output - x) / n (in the place of the
         # weighted residual, or of the residual itself when every weight is 1).
@@ -200,6 +209,21 @@ class BackpropStep(TrainingStep):
         for index in reversed(range(len(self.blocks))):
             grad = self.blocks[index].backward(grad, input_grad=index > 0)
         return loss
+
+
+def _trimmed(residual, weighted, keep_fraction, missing):
+    """(the weighted residual, 1) of the trimmed loss: the mean over the kept rows of their
+    mean squared error over their observed entries (``missing``: None, or where x is NaN; the
+    residual is 0 there)."""
+    if missing is None:
+        observed = residual.new_full((residual.shape[0],), residual.shape[1])
+    else:
+        observed = (~missing).sum(dim=1).to(residual.dtype).clamp_min(1)
+    row_errors = (residual * weighted).sum(dim=1) / observed
+    keep = max(1, math.ceil(keep_fraction * residual.shape[0]))
+    dropped = torch.topk(row_errors, residual.shape[0] - keep, largest=True, sorted=False).indices
+    row_weights = (1.0 / (keep * observed)).index_fill_(0, dropped, 0.0)
+    return weighted * row_weights[:, None], 1
 
 
 def _grad_buffer(parameter):
