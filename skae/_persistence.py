@@ -15,7 +15,9 @@ then the raw tensor bytes. Reading it runs no code from the file (unlike pickle 
   ``hidden_layer_sizes_`` among them since format version 2, the estimator's own
   ``_saved_values`` since version 3, and since version 4 the fit plan, ``fit_plan_``, in place
   of the attributes it holds: ``hidden_layer_sizes_``, ``init_``, ``output_activation_``,
-  ``mask_input_``, ``batch_size_``), with ``set_output``'s configuration.
+  ``mask_input_``, ``batch_size_``), with ``set_output``'s configuration. Version 5 adds
+  the outlier detector's ``novelty`` parameter and its neighbour term (``reference_codes_``,
+  ``neighbour_scale_``); a detector from an older file scores without that term.
   Tuples are written as ``{"__tuple__": [...]}`` so that they come back as tuples. The
   optimizer's options (learning rate, fused kernels) are not stored: as when training resumes
   in ``partial_fit``, they are those of a new optimizer for the device the model lands on.
@@ -49,14 +51,14 @@ from ._training import TrainingState, load_optimizer_state
 from ._validation import restore_device
 
 FORMAT = "skae-model"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 # Version 1 (skae 0.1.0, before the "auto" parameters) had no hidden_layer_sizes_: its network
 # is the one its params describe. Version 2 had no n_threads nor init parameter. Versions 1 to
 # 3 had no fit plan: what they hold of it is read from the attributes they stored.
-READABLE_VERSIONS = (1, 2, 3, 4)
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 # Parameters added in a format version, and the value that describes files of older versions:
 # their networks were built at random ("random"), whatever init's default is now.
-_PARAMS_SINCE = {"n_threads": (3, "auto"), "init": (3, "random")}
+_PARAMS_SINCE = {"n_threads": (3, "auto"), "init": (3, "random"), "novelty": (5, False)}
 # Fitted attributes that are integers set only by some calls or some estimators.
 _OPTIONAL_INT_ATTRIBUTES = ("max_iter_", "n_active_components_")
 _METADATA_KEY = "skae"
@@ -107,7 +109,9 @@ def save(estimator, path):
             tensors[f"{module_name}.{key}"] = _cpu_float32(value)
     tensors["input_offset_"] = _cpu_float32(torch.as_tensor(estimator.input_offset_))
     for array_name in estimator._saved_arrays:
-        tensors[array_name] = _cpu_float32(torch.as_tensor(getattr(estimator, array_name)))
+        # None: an attribute that the file this estimator was loaded from did not have.
+        if getattr(estimator, array_name) is not None:
+            tensors[array_name] = _cpu_float32(torch.as_tensor(getattr(estimator, array_name)))
     optimizer_state = estimator._optimizer.state_dict()
     for index, state in optimizer_state["state"].items():
         for key, value in state.items():
@@ -153,6 +157,7 @@ def save(estimator, path):
             **{
                 value_name: _to_json(getattr(estimator, value_name), value_name)
                 for value_name in estimator._saved_values
+                if getattr(estimator, value_name) is not None
             },
         },
     }
@@ -538,8 +543,8 @@ def _restore(estimator, plan, blueprint, document, tensors):
         attributes={
             **extras,
             **estimator._restored_attributes(
-                {name: stored[name].numpy() for name in estimator._saved_arrays},
-                {name: fitted[name] for name in estimator._saved_values},
+                {name: stored[name].numpy() for name in estimator._saved_arrays if name in stored},
+                {name: fitted[name] for name in estimator._saved_values if name in fitted},
             ),
         },
     )
@@ -570,7 +575,11 @@ def _check_tensors(stored, expected, described):
         )
     for key, shape in expected.items():
         stored_shape, dtype = stored[key]
-        if stored_shape != shape or dtype != "F32":
+        # A None in an expected shape: any length (the detector's reference codes).
+        fits = len(stored_shape) == len(shape) and all(
+            want is None or want == have for want, have in zip(shape, stored_shape, strict=True)
+        )
+        if not fits or dtype != "F32":
             raise ValueError(
                 f"The model file's tensor {key!r} has shape {stored_shape} and dtype "
                 f"{_DTYPE_NAMES.get(dtype, dtype)}, but {described} needs shape {shape} and "

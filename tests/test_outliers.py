@@ -95,8 +95,9 @@ def test_outputs_follow_scikit_learn(fitted, data):
     assert labels.dtype.kind == "i" and set(np.unique(labels)) <= {-1, 1}
     assert_allclose(decision, scores - fitted.offset_)
     assert_array_equal(labels, np.where(decision < 0, -1, 1))
-    # A typical training row scores about -2: each term is divided by its training median.
-    assert np.median(scores) == pytest.approx(-2, abs=0.3)
+    # A typical training row scores about -3: each of the three terms is divided by its
+    # training median.
+    assert np.median(scores) == pytest.approx(-3, abs=0.4)
     assert not hasattr(fitted, "transform")
 
 
@@ -137,8 +138,8 @@ def test_float_contamination_flags_that_share_of_the_training_rows(data, contami
 def test_auto_contamination_is_tukeys_far_out_fence(fitted, data):
     X = data[0]
     scores = fitted.score_samples(X)
-    q1, q3 = np.percentile(scores, [25, 75])
-    assert fitted.offset_ == pytest.approx(q1 - FENCE * (q3 - q1))
+    q1, q3 = np.percentile(np.log(-scores), [25, 75])
+    assert fitted.offset_ == pytest.approx(-np.exp(q3 + FENCE * (q3 - q1)))
     # On clean rows near a plane it flags few of them.
     assert (fitted.predict(X) == -1).mean() < 0.03
 
@@ -152,8 +153,8 @@ def test_auto_contamination_flags_at_least_one_training_row():
     X, _, centers = make_blobs(n_samples=300, random_state=0, return_centers=True)
     est = AutoEncoderOutlierDetector(max_iter=3, random_state=0, device="cpu").fit(X)
     scores = est.score_samples(X)
-    q1, q3 = np.percentile(scores, [25, 75])
-    assert scores.min() > q1 - FENCE * (q3 - q1)  # the fence alone flags none
+    q1, q3 = np.percentile(np.log(-scores), [25, 75])
+    assert np.log(-scores).max() < q3 + FENCE * (q3 - q1)  # the fence alone flags none
     labels = est.predict(X)
     assert_array_equal(np.flatnonzero(labels == -1), [np.argmin(scores)])
     # New rows from the same blobs are flagged as rarely: beyond all training rows but one.
@@ -184,7 +185,11 @@ def test_every_autoencoder_parameter_is_a_detector_parameter():
     transformer = AutoEncoderTransformer().get_params()
     detector_params = AutoEncoderOutlierDetector().get_params()
     assert set(transformer) <= set(detector_params)
-    assert set(detector_params) - set(transformer) == {"contamination", "support_fraction"}
+    assert set(detector_params) - set(transformer) == {
+        "contamination",
+        "novelty",
+        "support_fraction",
+    }
 
 
 def test_partial_fit_updates_the_statistics(data):
@@ -384,8 +389,9 @@ def test_no_warning_at_the_defaults_on_clean_data(data):
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # digits' tiny classes, PCA sizes
 def test_benchmark_script_runs(tmp_path, monkeypatch, capsys):
-    """benchmarks/compare_outliers.py end to end on digits standing in for MNIST, two
-    classes, one table, one seed, no PyOD."""
+    """benchmarks/compare_outliers.py end to end: digits standing in for MNIST (two classes),
+    and one ADBench-format table of planar rows with outliers in tmp_path/adbench/ (both
+    protocols, one seed, no PyOD)."""
     import importlib.util
     import sys
     from pathlib import Path
@@ -399,19 +405,29 @@ def test_benchmark_script_runs(tmp_path, monkeypatch, capsys):
     spec.loader.exec_module(bench)
     from _harness import digits_images
 
+    X, _ = planar(300)
+    outliers = np.random.default_rng(3).normal(size=(20, X.shape[1])) * 3
+    (tmp_path / "adbench").mkdir()
+    np.savez(tmp_path / "adbench" / "99_planar.npz", X=np.r_[X, outliers],
+             y=np.r_[np.zeros(len(X)), np.ones(len(outliers))])  # fmt: skip
     monkeypatch.setattr(bench, "load_dataset", lambda *args, **kwargs: digits_images(0))
     monkeypatch.setattr(sys, "argv", ["compare_outliers.py"])
-    assert bench.main(["--classes", "0,1", "--tables", "wine", "--seeds", "1", "--no-pyod",
-                       "--quiet", "--output-dir", str(tmp_path)]) == 0  # fmt: skip
+    out_dir = tmp_path / "out"
+    assert bench.main(["--classes", "0,1", "--seeds", "1", "--no-pyod", "--quiet",
+                       "--data-home", str(tmp_path), "--output-dir", str(out_dir)]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "| skae detector" in out and "one-class mean AUROC" in out
-    assert "| skae, support_fraction=1" in out and "with support_fraction=1" in out
-    frame = pd.read_csv(tmp_path / "compare_outliers_digits.csv")
+    assert "| skae, novelty=True" in out
+    frame = pd.read_csv(out_dir / "compare_outliers_digits.csv")
     assert set(frame["class"]) == {0, 1} and frame["auroc"].between(0, 1).all()
-    tables = pd.read_csv(tmp_path / "compare_outliers_tables.csv")
-    detector = tables[tables["method"] == "skae detector"].iloc[0]
-    assert detector["flagged_at_true_share"] == pytest.approx(detector["outlier_share"], abs=0.015)
-    assert (tmp_path / "compare_outliers.png").stat().st_size > 0
+    tables = pd.read_csv(out_dir / "compare_outliers_adbench.csv")
+    assert set(tables["protocol"]) == {"unsupervised", "novelty"}
+    assert set(tables["table"]) == {"99_planar"}
+    ours = tables[tables["method"] == "skae detector"]
+    assert (ours["auroc"] > 0.9).all()  # outliers far off the plane
+    assert "unsupervised (all, 1 tables)" in out and "time:" in out
+    assert (out_dir / "compare_outliers.png").stat().st_size > 0
+    assert (out_dir / "compare_outliers_adbench.png").stat().st_size > 0
 
 
 def test_distributed_training_is_refused_before_training(data, monkeypatch):
