@@ -45,7 +45,7 @@ from ._autoencoder import AutoEncoderTransformer
 from ._imputer import AutoEncoderImputer
 from ._missing import MissingMask
 from ._modules import GaussianEncoder, LinearPath
-from ._outliers import ENERGY_FLOOR, AutoEncoderOutlierDetector
+from ._outliers import ENERGY_FLOOR, NEIGHBOURS, AutoEncoderOutlierDetector
 from ._vae import VariationalAutoEncoderTransformer
 
 __all__ = [
@@ -64,6 +64,11 @@ __all__ = [
 
 # The first opset with a Gelu operator; below it GELU is written from Erf or Tanh.
 _GELU_OPSET = 20
+
+# The neighbour term's tolerance for a row's own reference code in float32 (skae's, in
+# float64, is 1e-5): the expanded squared distance rounds at about 1e-7 of |z|^2, and a new row
+# this close to a training row's code is, to float32, that row.
+ONNX_SELF_MATCH_TOLERANCE = 1e-3
 
 
 class UnsupportedModuleError(TypeError):
@@ -404,8 +409,9 @@ def _detector_shape(operator):
 
 def _detector_converter(scope, operator, container):
     """What AutoEncoderOutlierDetector.predict and decision_function compute, in float32: the
-    reconstruction error (relative to the row's root mean square on data in [0, 1]) and the
-    squared Mahalanobis distance of the code, each over its training median, and the offset."""
+    reconstruction error (relative to the row's root mean square on data in [0, 1]), the
+    squared Mahalanobis distance of the code (unless novelty) and the neighbour term, each over
+    its training median, and the offset."""
     detector = operator.raw_operator
     g = GraphBuilder(scope, container)
     x = g.as_float32(operator.inputs[0])
@@ -441,13 +447,14 @@ def _detector_converter(scope, operator, container):
     whitened = g.node("MatMul", [centred, g.constant("code_whitening", factor)])
     sums = g.constant("sums", np.ones((detector.n_components, 1)))
     distances = g.node("MatMul", [g.node("Mul", [whitened, whitened]), sums])
-    measure = g.node(
-        "Add",
-        [
-            g.node("Mul", [errors, g.constant("error_weight", [[1.0 / detector.error_scale_]])]),
-            g.node("Mul", [distances, g.constant("code_weight", [[1.0 / detector.code_scale_]])]),
-        ],
-    )
+    measure = g.node("Mul", [errors, g.constant("error_weight", [[1.0 / detector.error_scale_]])])
+    if not detector.novelty:
+        weight = g.constant("code_weight", [[1.0 / detector.code_scale_]])
+        measure = g.node("Add", [measure, g.node("Mul", [distances, weight])])
+    if detector.reference_codes_ is not None:
+        neighbours = _neighbour_term(g, detector, codes)
+        weight = g.constant("neighbour_weight", [[1.0 / detector.neighbour_scale_]])
+        measure = g.node("Add", [measure, g.node("Mul", [neighbours, weight])])
     # decision_function = score_samples - offset_ = -(measure + offset_)
     decision = g.node("Neg", [g.node("Add", [measure, g.constant("offset", [[detector.offset_]])])])
     outlier = g.node("Cast", [g.node("Less", [decision, g.constant("zero", [[0.0]])])],
@@ -461,6 +468,53 @@ def _detector_converter(scope, operator, container):
     )
     g.node("Identity", [labels], output=operator.outputs[0].full_name)
     g.output(decision, operator.outputs[1])
+
+
+def _neighbour_term(g, detector, codes):
+    """The detector's neighbour term: each code's mean squared distance to its NEIGHBOURS
+    nearest reference codes, its own (a training row's) left out, as
+    ``skae._outliers._nearest_references`` decides it, with a tolerance for float32 (the
+    squared distances come from |z|^2 - 2 z.r + |r|^2, which rounds at about 1e-7 of |z|^2)."""
+    reference = detector.reference_codes_
+    n_neighbours = min(NEIGHBOURS + 1, len(reference))
+    ones = g.constant("code_sums", np.ones((detector.n_components, 1)))
+    norms = g.node("MatMul", [g.node("Mul", [codes, codes]), ones])  # (N, 1)
+    products = g.node("MatMul", [codes, g.constant("reference_codes_t", reference.T)])  # (N, M)
+    reference_norms = g.constant("reference_norms", np.square(reference).sum(axis=1)[None, :])
+    squared = g.node(
+        "Add",
+        [g.node("Sub", [norms, g.node("Mul", [products, g.constant("two", [[2.0]])])]),
+         reference_norms],
+    )  # fmt: skip
+    squared = g.node("Max", [squared, g.constant("zero_distance", [[0.0]])])
+    k = g.constant("n_neighbours", [n_neighbours], np.int64)
+    # TopK has two outputs (values, indices); the GraphBuilder's nodes have one.
+    nearest = g.scope.get_unique_variable_name("nearest")
+    indices = g.scope.get_unique_variable_name("nearest_indices")
+    name = g.scope.get_unique_operator_name("TopK")
+    g.container.add_node("TopK", [squared, k], [nearest, indices], name=name, largest=0, sorted=1)
+    if n_neighbours == 1:
+        return nearest
+    # The row's own code: the nearest, within the tolerance (relative to |z| + the spread).
+    spread = float(np.sqrt(np.mean(np.var(reference, axis=0))))
+    tolerance = g.node(
+        "Mul",
+        [g.node("Add", [g.node("Sqrt", [norms]), g.constant("spread", [[spread]])]),
+         g.constant("float32_tolerance", [[ONNX_SELF_MATCH_TOLERANCE]])],
+    )  # fmt: skip
+    first = g.node("Slice", [nearest, *_slice(g, 0, 1)])
+    own = g.node("LessOrEqual", [first, g.node("Mul", [tolerance, tolerance])])
+    without_first = g.node("Slice", [nearest, *_slice(g, 1, n_neighbours)])
+    without_last = g.node("Slice", [nearest, *_slice(g, 0, n_neighbours - 1)])
+    kept = g.node("Where", [own, without_first, without_last])
+    column = g.constant("neighbour_mean", np.full((n_neighbours - 1, 1), 1.0 / (n_neighbours - 1)))
+    return g.node("MatMul", [kept, column])
+
+
+def _slice(g, start, end):
+    """Slice's starts, ends and axes inputs for columns start:end."""
+    return (g.constant("starts", [start], np.int64), g.constant("ends", [end], np.int64),
+            g.constant("axes", [1], np.int64))  # fmt: skip
 
 
 #: The registered estimators: class -> (skl2onnx alias, shape calculator, converter).

@@ -447,17 +447,21 @@ def assert_detector_matches(detector, model, X_test, double=False):
     assert np.all(np.abs(decision[differ]) < 1e-3)
 
 
+@pytest.mark.parametrize("novelty", [False, True])
 @pytest.mark.parametrize("init", ["pca", "random"])
 @pytest.mark.parametrize("kind", ["unit", "real"])
-def test_detector_labels_and_scores_match(init, kind, data):
+def test_detector_labels_and_scores_match(init, kind, novelty, data):
     X_train, X_test = data[kind]
-    detector = fitted(skae.AutoEncoderOutlierDetector, X_train, init=init, contamination=0.2)
+    detector = fitted(skae.AutoEncoderOutlierDetector, X_train, init=init, contamination=0.2,
+                      novelty=novelty)  # fmt: skip
     assert detector.unit_interval_ == (kind == "unit")
     model = skae.onnx.to_onnx(detector, X_train)
     assert [output.name for output in model.graph.output] == ["label", "scores"]
     assert_detector_matches(detector, model, np.r_[X_test, X_test[:5] * 3])
     double = skl2onnx.to_onnx(detector, X_train[:1].astype(np.float64))
     assert_detector_matches(detector, double, X_test, double=True)
+    # The training rows: each one's own code is left out of its neighbours, as in skae.
+    assert_detector_matches(detector, model, X_train)
 
 
 def test_detector_fitted_on_missing_values(data):

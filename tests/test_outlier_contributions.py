@@ -116,9 +116,7 @@ def test_more_steps_converge(X):
     # The shares converge as the integral's steps grow: what is shared equally shrinks.
     est = detector(init="random", hidden_layer_sizes=(32,), max_iter=100).fit(X)
     exact = est.outlier_contributions(X[:50], n_steps=512)
-    gaps = [
-        np.abs(est.outlier_contributions(X[:50], n_steps=n) - exact).mean() for n in (2, 64)
-    ]
+    gaps = [np.abs(est.outlier_contributions(X[:50], n_steps=n) - exact).mean() for n in (2, 64)]
     assert gaps[1] < gaps[0] / 5
 
 

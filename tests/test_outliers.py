@@ -413,8 +413,9 @@ def test_benchmark_script_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "load_dataset", lambda *args, **kwargs: digits_images(0))
     monkeypatch.setattr(sys, "argv", ["compare_outliers.py"])
     out_dir = tmp_path / "out"
-    assert bench.main(["--classes", "0,1", "--seeds", "1", "--no-pyod", "--quiet",
-                       "--data-home", str(tmp_path), "--output-dir", str(out_dir)]) == 0  # fmt: skip
+    arguments = ["--classes", "0,1", "--seeds", "1", "--no-pyod", "--quiet", "--data-home",
+                 str(tmp_path), "--output-dir", str(out_dir)]  # fmt: skip
+    assert bench.main(arguments) == 0
     out = capsys.readouterr().out
     assert "| skae detector" in out and "one-class mean AUROC" in out
     assert "| skae, novelty=True" in out
