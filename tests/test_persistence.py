@@ -204,7 +204,7 @@ def test_file_is_plain_safetensors_with_a_json_document(saved, cls):
     est, path = saved[cls]
     document, tensors = read(path)
     assert document["format"] == "skae-model"
-    assert document["format_version"] == 4
+    assert document["format_version"] == 5
     assert document["fitted"]["fit_plan_"] == est.fit_plan_.to_dict()
     assert document["fitted"]["fit_plan_"]["hidden_layer_sizes"] == [8, 5]
     assert document["skae_version"] == skae.__version__
@@ -341,7 +341,7 @@ def test_load_refuses_files_that_are_not_model_files_without_running_them(tmp_pa
 
 
 def as_version_3(document):
-    """A version 4 document as version 3 wrote it: the plan's network choices and batch size
+    """A version 5 document as version 3 wrote it: the plan's network choices and batch size
     as attributes of their own, no plan (tests/model_files_v3 holds files written by skae)."""
     plan = document["fitted"].pop("fit_plan_")
     document["format_version"] = 3
@@ -497,8 +497,8 @@ def _delete(*keys):
     [
         (_set("format", "other"), "not a skae model file: its metadata has no skae format tag"),
         (
-            _set("format_version", 5),
-            "in format version 5, written by skae .*reads format versions 1, 2, 3, 4 only",
+            _set("format_version", 6),
+            "in format version 6, written by skae .*reads format versions 1, 2, 3, 4, 5 only",
         ),
         (_set("estimator", "Pipeline"), "Unknown estimator 'Pipeline'.*skae loads only"),
         (_set("estimator", "os.system"), "Unknown estimator 'os.system'"),
