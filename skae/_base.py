@@ -370,7 +370,8 @@ class BaseAutoEncoder(BaseEstimator):
         spec = getattr(self, "categorical_features", None)
         if reset:
             names = X.columns if isinstance(X, pd.DataFrame) else None
-            n_features = _n_columns(X) if spec is not None and spec != "from_dtype" else 0
+            explicit = spec is not None and not isinstance(spec, str)
+            n_features = _n_columns(X) if explicit else 0
             if isinstance(X, pd.DataFrame):
                 n_features = X.shape[1]
             mask = resolve_categorical(X, spec, n_features, names)

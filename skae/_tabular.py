@@ -92,7 +92,7 @@ def resolve_categorical(X, categorical_features, n_features, feature_names=None)
         unknown = [v for v in values if v not in names]
         if unknown:
             raise ValueError(
-                f"categorical_features names {unknown[0]!r}, which is not a column of X "
+                f"categorical_features names {str(unknown[0])!r}, which is not a column of X "
                 f"(columns: {names[:10]}{'...' if len(names) > 10 else ''})."
             )
         mask[[names.index(v) for v in values]] = True
@@ -161,8 +161,7 @@ def _plain(value):
 def category_codes(values, categories):
     """Each cell's index in ``categories``: -1 where missing, -2 where the value is not one of
     them (unseen)."""
-    codes = pd.Categorical(values, categories=pd.Index(categories, dtype=object)).codes
-    codes = codes.astype(np.int64)
+    codes = pd.Index(categories, dtype=object).get_indexer(values).astype(np.int64)
     unseen = (codes == -1) & ~is_missing(values)
     codes[unseen] = -2
     return codes
