@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from numpy.testing import assert_array_equal
+from numpy.testing import assert_allclose, assert_array_equal
 
 import skae
-from skae import AutoEncoderImputer, AutoEncoderTransformer
+from skae import AutoEncoderImputer, AutoEncoderOutlierDetector, AutoEncoderTransformer
 from skae._scaling import ColumnStats
 from skae._tabular import Layout, constant_loss, mixed_loss
 
@@ -275,3 +275,24 @@ def test_imputer_pickle_and_model_file(imputed, tmp_path):
     path = tmp_path / "imputer.safetensors"
     imputer.save(path)
     pd.testing.assert_frame_equal(skae.load(path).transform(frame), filled)
+
+
+# -- AutoEncoderOutlierDetector ----------------------------------------------------------------
+
+
+def test_detector_flags_rows_whose_category_contradicts_their_numbers(tmp_path):
+    frame = table(n=300, seed=3)
+    odd = frame.copy()
+    # The first 15 rows' "kind" is the opposite of the sign of their "a".
+    kinds = np.array(odd["kind"], dtype=object)
+    kinds[:15] = np.where(kinds[:15] == "up", "down", "up")
+    odd["kind"] = pd.Categorical(kinds)
+    detector = small(AutoEncoderOutlierDetector, max_iter=60).fit(odd)
+    scores = detector.score_samples(odd)
+    # Every contradicting row scores below the median training row.
+    assert np.all(scores[:15] < np.median(scores[15:]))
+    assert np.array_equal(pickle.loads(pickle.dumps(detector)).score_samples(odd), scores)
+    path = tmp_path / "detector.safetensors"
+    detector.save(path)
+    # (The file holds the codes' statistics in float32, as for any detector.)
+    assert_allclose(skae.load(path).score_samples(odd), scores, rtol=1e-6)
