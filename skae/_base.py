@@ -439,8 +439,10 @@ class BaseAutoEncoder(BaseEstimator):
             X, unseen = table
             if not reset:
                 self._refuse_unseen(unseen)
-            if has_nan(X):
+            nan = has_nan(X)
+            if nan:
                 self._check_missing(X, missing)
+            _check_float32_range(X, nan)
             return X
         X = self._validate_numbers(X, reset=reset, missing=missing)
         if reset:

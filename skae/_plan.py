@@ -504,13 +504,16 @@ def plan_step(rules, modules, mask_input, device, n_processes, *, mixed=False):
     On the CPU, the plain squared error (with or without input noise) has its backward pass
     written out, which is faster; other devices keep autograd: the written-out pass has not
     been run there. A ``mixed`` table's loss (cross-entropy beside the squared error) has no
-    written-out pass. On CUDA, a single process captures its step in a graph, unless the loss
-    draws random numbers (which the graph would replay frozen); a network that reads the
-    missing-value mask is trained with values hidden at random.
+    written-out pass, and is not captured in a CUDA graph either until it has been run so on
+    a GPU: it takes autograd's step everywhere. On CUDA, a single process captures its step
+    in a graph, unless the loss draws random numbers (which the graph would replay frozen); a
+    network that reads the missing-value mask is trained with values hidden at random.
     """
+    if mixed:
+        return "autograd"
     if device.type == "cpu":
         supported = _backprop.supports(list(modules.values()))
-        return "backprop" if rules.backprop and supported and not mixed else "autograd"
+        return "backprop" if rules.backprop and supported else "autograd"
     if device.type == "cuda" and n_processes == 1 and not (rules.random_loss or mask_input):
         return "cuda graph"
     return "autograd"

@@ -294,6 +294,8 @@ def as_frame(table, dtypes, index=None):
     for j, dtype in enumerate(dtypes):
         values = frame.iloc[:, j]
         try:
+            if pd.api.types.is_integer_dtype(dtype):
+                values = values.astype(np.float64).round()  # rounded, not truncated
             values = values.astype(dtype)
         except (TypeError, ValueError):
             values = values.infer_objects()
