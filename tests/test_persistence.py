@@ -400,6 +400,22 @@ def test_version_2_files_load_with_the_parameters_added_since_at_their_defaults(
         )
 
 
+def test_version_4_files_load_without_categorical_columns(saved, tmp_path):
+    # Version 4 had no categorical_features parameter, nor categorical columns in its plans.
+    est, source = saved[AutoEncoderTransformer]
+
+    def as_version_4(document):
+        document["format_version"] = 4
+        del document["params"]["categorical_features"]
+        for name in ("categorical", "n_categories"):
+            del document["fitted"]["fit_plan_"][name]
+
+    loaded = skae.load(rewrite(source, tmp_path / "v4.safetensors", edit_document=as_version_4))
+    assert loaded.categorical_features == "from_dtype" and loaded.fit_plan_ == est.fit_plan_
+    assert not loaded.is_categorical_.any() and loaded.categories_ == []
+    assert_array_equal(loaded.transform(X), est.transform(X))
+
+
 @pytest.mark.parametrize("init", ["pca", "random"])
 def test_both_starts_round_trip(tmp_path, init):
     est = tiny(AutoEncoderTransformer, init=init).fit(X)
