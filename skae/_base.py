@@ -402,8 +402,7 @@ class BaseAutoEncoder(BaseEstimator):
             self.categories_ = [fit_categories(X, j) for j in np.flatnonzero(mask)]
             self._feature_dtypes = X.dtypes.copy() if isinstance(X, pd.DataFrame) else None
         unseen = []
-        with explained_input_errors(X, self):
-            encoded = encode(X, self._layout(), self.categories_, unseen)
+        encoded = encode(X, self._layout(), self.categories_, unseen)
         if not np.isfinite(encoded[~np.isnan(encoded)]).all():
             raise ValueError(
                 "Input X contains infinity in a numeric column: replace it with NaN (missing) "

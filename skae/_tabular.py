@@ -19,7 +19,6 @@ them.
 """
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -238,7 +237,7 @@ def encode(X, layout, categories, unseen=None):
     n_rows = X.shape[0]
     encoded = np.empty((n_rows, layout.width), dtype=np.float64)
     for position, j in enumerate(layout.numeric):
-        encoded[:, position] = _numbers(column(X, j))
+        encoded[:, position] = _numbers(column(X, j), _name(X, j))
     start = layout.n_numeric
     for j, cats in zip(layout.categorical, categories, strict=True):
         k = len(cats)
@@ -254,13 +253,35 @@ def encode(X, layout, categories, unseen=None):
     return encoded
 
 
-def _numbers(values):
-    """A numeric column as float64, missing cells (None, pd.NA) as NaN; raises ValueError (from
-    numpy) on text."""
+def _numbers(values, name):
+    """A numeric column as float64, missing cells (None, pd.NA) as NaN; a ValueError naming
+    the column (``name``) where it holds something else, such as text."""
     missing = is_missing(values)
     if missing.any():
         values = np.where(missing, np.nan, values)
-    return np.asarray(values, dtype=np.float64)
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        example = next(v for v in values if not _is_float(v))
+        raise ValueError(
+            f"{name} holds {example!r}, which is not a number, but it is not among the "
+            "categorical columns: name it in categorical_features, or convert it to numbers."
+        ) from None
+
+
+def _is_float(value):
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _name(X, j):
+    """Column j of X for a message: "feature 'name'" or "column j"."""
+    if isinstance(X, pd.DataFrame):
+        return f"Feature {X.columns[j]!r}"
+    return f"Column {j}"
 
 
 def missing_cells(X, layout):
@@ -407,7 +428,3 @@ def logit_start(stats, layout):
         (start, np.log(np.clip(stats.mean[start : start + k], 1e-6, 1.0)))
         for start, k in layout.blocks
     ]
-
-
-def is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -192,6 +192,12 @@ def test_text_without_categorical_features_names_the_way_out():
         small().fit(array)
 
 
+def test_text_in_a_column_not_named_categorical_is_named():
+    array = table(n=40).to_numpy(dtype=object)
+    with pytest.raises(ValueError, match="Column 3 holds '(red|green|blue)'.*not among"):
+        small(categorical_features=[1, 4]).fit(array)
+
+
 def test_onnx_export_of_a_mixed_model_refuses(fitted):
     onnx = pytest.importorskip("skae.onnx")
     with pytest.raises(NotImplementedError, match="categorical columns"):
