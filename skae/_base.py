@@ -160,11 +160,14 @@ class BaseAutoEncoder(BaseEstimator):
         means = scaling.to_model(torch.as_tensor(stats.mean, dtype=torch.float32))
         start_at(modules["decoder_"], means, plan.output_activation)
 
-    def _constant_loss(self, stats, scaling, share=1.0):
+    def _constant_loss(self, stats, scaling, share=1.0, layout=None):
         """The training objective of a model whose reconstruction error is ``share`` times
         that of predicting every row by the training data's column means (``stats``, a
         ColumnStats in the user's units). For a mean-squared-error objective: ``share`` times
-        the mean variance of the features, in the model's units."""
+        the mean variance of the features, in the model's units; for a mixed table's
+        (``layout``), ``share`` times the mixed loss of the means and frequencies."""
+        if layout is not None and layout.is_mixed:
+            return share * constant_loss(stats, layout)
         return share * _mean_variance(stats) / scaling.scale**2
 
     def _fitted_extras(self, state, X, group):
@@ -611,10 +614,7 @@ class BaseAutoEncoder(BaseEstimator):
         loss_to_beat = math.inf
         if full:
             share = _share_to_beat(plan.n_components, plan.n_features)
-            if layout.is_mixed:
-                loss_to_beat = share * constant_loss(stats, layout)
-            else:
-                loss_to_beat = self._constant_loss(stats, state.scaling, share)
+            loss_to_beat = self._constant_loss(stats, state.scaling, share, layout)
         rows = training_rows(
             X, state.scaling, state.device, lambda block: self._check_block(block, missing)
         )

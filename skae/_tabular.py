@@ -337,11 +337,12 @@ def probabilities(output, layout):
     return torch.cat(parts, dim=1)
 
 
-def cell_losses(output, x, layout):
+def cell_losses(output, x, layout, normalised=True):
     """Each cell's loss term (see the module's docstring) and whether it is observed: two
     tensors of shape (n_rows, layout.n_cells). ``output``: the decoder's (logits for the
     blocks), x the encoded rows in the model's units, NaN where missing. A missing cell's term
-    is 0."""
+    is 0. Without ``normalised``, a category's term is its cross-entropy in nats (a
+    log-likelihood, as the VAE's objective needs)."""
     numeric = x[:, : layout.n_numeric]
     observed = [~torch.isnan(numeric)]
     terms = [(output[:, : layout.n_numeric] - numeric).masked_fill(~observed[0], 0.0).square()]
@@ -350,7 +351,9 @@ def cell_losses(output, x, layout):
         seen = ~torch.isnan(target[:, 0])
         log_p = F.log_softmax(output[:, start : start + k], dim=1)
         cross_entropy = -(torch.nan_to_num(target, nan=0.0) * log_p).sum(dim=1)
-        terms.append((cross_entropy / math.log(max(k, 2))).masked_fill(~seen, 0.0)[:, None])
+        if normalised:
+            cross_entropy = cross_entropy / math.log(max(k, 2))
+        terms.append(cross_entropy.masked_fill(~seen, 0.0)[:, None])
         observed.append(seen[:, None])
     return torch.cat(terms, dim=1), torch.cat(observed, dim=1)
 
@@ -416,10 +419,18 @@ def constant_loss(stats, layout):
     block's frequencies): the mean over cells of 1 per numeric column with some spread (0 for
     a constant one) and each categorical column's entropy over log(n_categories)."""
     terms = [1.0 if v > 1e-24 else 0.0 for v in stats.variance[: layout.n_numeric]]
+    terms += [h / math.log(max(k, 2)) for h, (_, k) in zip(entropies(stats, layout),
+                                                           layout.blocks, strict=True)]  # fmt: skip
+    return float(np.mean(terms)) if terms else 0.0
+
+
+def entropies(stats, layout):
+    """Each categorical column's entropy (nats) at the training frequencies."""
+    values = []
     for start, k in layout.blocks:
         p = np.clip(stats.mean[start : start + k], 1e-12, 1.0)
-        terms.append(float(-(p * np.log(p)).sum() / math.log(max(k, 2))))
-    return float(np.mean(terms)) if terms else 0.0
+        values.append(float(-(p * np.log(p)).sum()))
+    return values
 
 
 def logit_start(stats, layout):

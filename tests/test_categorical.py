@@ -10,7 +10,12 @@ import torch
 from numpy.testing import assert_allclose, assert_array_equal
 
 import skae
-from skae import AutoEncoderImputer, AutoEncoderOutlierDetector, AutoEncoderTransformer
+from skae import (
+    AutoEncoderImputer,
+    AutoEncoderOutlierDetector,
+    AutoEncoderTransformer,
+    VariationalAutoEncoderTransformer,
+)
 from skae._scaling import ColumnStats
 from skae._tabular import Layout, constant_loss, mixed_loss
 
@@ -302,3 +307,24 @@ def test_detector_flags_rows_whose_category_contradicts_their_numbers(tmp_path):
     detector.save(path)
     # (The file holds the codes' statistics in float32, as for any detector.)
     assert_allclose(skae.load(path).score_samples(odd), scores, rtol=1e-6)
+
+
+# -- VariationalAutoEncoderTransformer ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("holes", [0.0, 0.1])
+def test_vae_learns_a_mixed_table_and_samples_categories(holes):
+    frame = table(n=300, holes=holes)
+    vae = small(VariationalAutoEncoderTransformer, max_iter=40).fit(frame)
+    # The objective (nats per row) falls below that of the means and frequencies.
+    layout = vae._layout()
+    encoded = vae._table(frame, reset=False)[0]
+    stats = ColumnStats.of(encoded)
+    assert vae.loss_curve_[-1] < vae._constant_loss(stats, None, 1.0, layout)
+    samples = vae.sample(20, random_state=0)
+    assert (
+        list(samples.columns) == list(frame.columns)
+        and (samples.dtypes == vae._feature_dtypes).all()
+    )
+    assert set(samples["colour"]) <= {"red", "green", "blue"}
+    assert np.isfinite(vae.score_samples(frame)).all()
