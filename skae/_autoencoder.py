@@ -13,6 +13,7 @@ from ._modules import last_linear, mlp, mlp_beside_a_linear_path, start_at
 from ._pca_start import principal_axes
 from ._persistence import register
 from ._plan import PlanRules, is_auto
+from ._tabular import hide_cells, layout_of, mixed_loss, numeric_entries
 from ._training import BackpropStep
 from ._validation import check_float, check_option
 
@@ -83,7 +84,7 @@ class AutoEncoderModel(BaseAutoEncoder):
         )
 
     def _build_modules(self, plan, generator):
-        sizes = [plan.n_features, *plan.hidden_layer_sizes, plan.n_components]
+        sizes = [plan.width, *plan.hidden_layer_sizes, plan.n_components]
         encoder_sizes = [plan.n_inputs, *sizes[1:]]
         if plan.init == "random":
             encoder = mlp(encoder_sizes, plan.activation, generator=generator)
@@ -146,7 +147,12 @@ class AutoEncoderModel(BaseAutoEncoder):
         with noise): the mean squared error (over the observed entries, for a network that
         reads the missing-value mask, the values it was not shown weighing the plan's
         ``hidden_weight``). An estimator built on this autoencoder may weigh the rows
-        otherwise."""
+        otherwise. A mixed table's loss is ``skae._tabular.mixed_loss``: its categorical
+        columns' cross-entropy beside the numbers' squared error."""
+        layout = layout_of(state.plan)
+        if layout.is_mixed:
+            hidden_weight = state.plan.hidden_weight if reads_mask(state) else 1.0
+            return mixed_loss(output, x, layout, x_in, hidden_weight)
         if reads_mask(state):
             hidden_weight = state.plan.hidden_weight
             if hidden_weight != 1.0:
@@ -177,8 +183,13 @@ class AutoEncoderModel(BaseAutoEncoder):
 
         Where the network reads the missing-value mask (``mask_input_``), masking hides a
         value as a missing one: NaN, marked in the mask, rather than 0; and without a
-        noise_type, ``MISSING_NOISE`` of the observed values are hidden so."""
+        noise_type, ``MISSING_NOISE`` of the observed values are hidden so. In a mixed table,
+        masking hides whole cells (a categorical column's one-hot block at once), and Gaussian
+        noise is added to the numbers only."""
         generator, scaling = state.noise_generator, state.scaling
+        layout = layout_of(state.plan)
+        if layout.is_mixed:
+            return self._corrupt_table(state, x, layout)
         if self.noise_type is None and reads_mask(state):
             hidden = torch.rand(x.shape, generator=generator, device=x.device) < MISSING_NOISE
             return x.masked_fill(hidden, math.nan)
@@ -192,6 +203,23 @@ class AutoEncoderModel(BaseAutoEncoder):
             return x.masked_fill(masked, math.nan)
         zero_in_model_units = scaling.to_model(torch.zeros_like(x[:1]))
         return torch.where(masked, zero_in_model_units, x)
+
+    def _corrupt_table(self, state, x, layout):
+        """``_corrupt`` for a mixed table (see there)."""
+        generator = state.noise_generator
+        if self.noise_type is None and reads_mask(state):
+            return hide_cells(x, layout, MISSING_NOISE, generator)
+        if self.noise_type is None or self.noise_level == 0:
+            return x
+        if self.noise_type == "gaussian":
+            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            # Standardised numbers: noise_level in each column's standard deviations.
+            return x + noise * self.noise_level * numeric_entries(layout, x.device)
+        hidden = hide_cells(x, layout, self.noise_level, generator)
+        if reads_mask(state):
+            return hidden
+        # Without the mask, a hidden cell reads 0: a number at its mean, a category at none.
+        return torch.nan_to_num(hidden, nan=0.0)
 
 
 @register
@@ -218,6 +246,13 @@ class AutoEncoderTransformer(CodesTransformerMixin, AutoEncoderModel):
     ----------
     n_components : int, default=64
         Size of the codes returned by ``transform``.
+    categorical_features : "from_dtype", None, array-like of bool, int or str, \
+default="from_dtype"
+        The categorical columns, as in ``HistGradientBoostingClassifier``: "from_dtype" reads
+        a DataFrame's category, object, bool and string columns as categorical (no column of
+        an array); or a boolean mask, column indices or column names (for a numpy object
+        array, say); None for none. The network reads each categorical column one-hot and
+        rebuilds it with a softmax over its categories (``categories_``); see Notes.
     hidden_layer_sizes : "auto" or tuple of int, default="auto"
         Widths of the encoder's hidden layers; the decoder uses them in reverse. "auto" takes
         the design's (256, 128) for inputs wider than 256 features (784-256-128-64 on MNIST)
@@ -394,6 +429,12 @@ class AutoEncoderTransformer(CodesTransformerMixin, AutoEncoderModel):
         Number of features seen in fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Feature names, when X had string column names.
+    is_categorical_ : ndarray of shape (n_features_in_,), dtype bool
+        Which features are categorical.
+    categories_ : list of ndarray
+        The categories of each categorical feature (in the order of the features), as
+        ``OneHotEncoder``'s: the values observed in fit, in the order of a pandas category
+        dtype, else sorted.
 
     See Also
     --------
@@ -402,6 +443,19 @@ class AutoEncoderTransformer(CodesTransformerMixin, AutoEncoderModel):
 
     Notes
     -----
+    Mixed tables. With categorical columns the numbers are standardised per column (rather
+    than by one overall scale) and the loss is the mean over a row's observed cells of each
+    cell's term: a number's squared error (about 1 at the column mean), a category's
+    cross-entropy divided by ``log(n_categories)`` (1 at the uniform prediction), so that
+    every column counts about equally. A missing category (NaN, None, pd.NA) is a missing
+    value like a missing number, and so is a category that fit did not see, which a network
+    fitted on complete data refuses (naming the column and value). ``inverse_transform``
+    returns each category's most probable value (a DataFrame with the training frame's
+    columns and dtypes, else an object array); ``score_samples`` is minus the mean of the
+    cells' terms, not a squared error in the input's units. A categorical column with no
+    observed value is refused, as an empty numeric one. Mixed tables train with autograd
+    and cannot be exported to ONNX yet.
+
     On the CPU, the plain and denoising losses are trained with a hand-written backward pass
     (for the PCA start's linear paths too): the same gradients as autograd's, about 16% faster
     per step on MNIST, and a third faster on small tables, where autograd's bookkeeping weighs
@@ -421,6 +475,7 @@ class AutoEncoderTransformer(CodesTransformerMixin, AutoEncoderModel):
         self,
         n_components=64,
         *,
+        categorical_features="from_dtype",
         hidden_layer_sizes="auto",
         activation="leaky_relu",
         output_activation="auto",
@@ -444,6 +499,7 @@ class AutoEncoderTransformer(CodesTransformerMixin, AutoEncoderModel):
         verbose=0,
     ):
         self.n_components = n_components
+        self.categorical_features = categorical_features
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.output_activation = output_activation

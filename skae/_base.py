@@ -16,6 +16,7 @@ import warnings
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
@@ -32,7 +33,7 @@ from ._missing import (
     refuse_nan,
     row_squared_errors,
 )
-from ._modules import ACTIVATIONS, OUTPUT_ACTIVATIONS, mlp, start_at
+from ._modules import ACTIVATIONS, OUTPUT_ACTIVATIONS, last_linear, mlp, start_at
 from ._persistence import save as _save
 from ._plan import (
     DataSummary,
@@ -42,6 +43,20 @@ from ._plan import (
     make_plan,
 )
 from ._scaling import AffineScaling, ColumnStats, column_statistics, input_scaling
+from ._tabular import (
+    Layout,
+    as_frame,
+    check_categorical_features,
+    constant_loss,
+    decode,
+    encode,
+    fit_categories,
+    layout_of,
+    logit_start,
+    probabilities,
+    resolve_categorical,
+    row_losses,
+)
 from ._threads import choose_threads, inference_flops, torch_threads
 from ._training import (
     INFERENCE_CHUNK_ROWS,
@@ -66,8 +81,10 @@ from ._validation import (
     restore_device,
 )
 
-# What validate_data sets (or deletes) on the estimator before training starts.
-_INPUT_METADATA = ("n_features_in_", "feature_names_in_")
+# What validate_data sets (or deletes) on the estimator before training starts, and what the
+# validation of a table sets beside it (its categorical columns).
+_INPUT_METADATA = ("n_features_in_", "feature_names_in_", "is_categorical_", "categories_",
+                   "_feature_dtypes")  # fmt: skip
 
 
 class _UnchangedOnError:
@@ -116,6 +133,9 @@ class BaseAutoEncoder(BaseEstimator):
     # a larger max_iter). An estimator whose training loss does not measure what it is for
     # turns this off.
     _warns_of_a_short_schedule = True
+    # Whether fit refuses a categorical column with no observed value (an estimator that
+    # handles empty features itself turns this off).
+    _refuses_empty_categories = True
 
     # -- what a subclass states ---------------------------------------------------------------
 
@@ -140,11 +160,14 @@ class BaseAutoEncoder(BaseEstimator):
         means = scaling.to_model(torch.as_tensor(stats.mean, dtype=torch.float32))
         start_at(modules["decoder_"], means, plan.output_activation)
 
-    def _constant_loss(self, stats, scaling, share=1.0):
+    def _constant_loss(self, stats, scaling, share=1.0, layout=None):
         """The training objective of a model whose reconstruction error is ``share`` times
         that of predicting every row by the training data's column means (``stats``, a
         ColumnStats in the user's units). For a mean-squared-error objective: ``share`` times
-        the mean variance of the features, in the model's units."""
+        the mean variance of the features, in the model's units; for a mixed table's
+        (``layout``), ``share`` times the mixed loss of the means and frequencies."""
+        if layout is not None and layout.is_mixed:
+            return share * constant_loss(stats, layout)
         return share * _mean_variance(stats) / scaling.scale**2
 
     def _fitted_extras(self, state, X, group):
@@ -161,7 +184,7 @@ class BaseAutoEncoder(BaseEstimator):
         """The decoder every estimator here shares: codes -> the hidden layers in reverse ->
         n_features, then the plan's output activation."""
         return mlp(
-            [plan.n_components, *reversed(plan.hidden_layer_sizes), plan.n_features],
+            [plan.n_components, *reversed(plan.hidden_layer_sizes), plan.width],
             plan.activation,
             output_activation=plan.output_activation,
             generator=generator,
@@ -212,6 +235,7 @@ class BaseAutoEncoder(BaseEstimator):
         check_option("warm_start", self.warm_start, (True, False))
         check_int("verbose", self.verbose, low=0)
         check_n_threads(self.n_threads)
+        check_categorical_features(getattr(self, "categorical_features", None))
         self._check_extra_params()
         return resolve_device(self.device)
 
@@ -281,9 +305,11 @@ class BaseAutoEncoder(BaseEstimator):
             stats = None
             if full or not continuing:
                 stats = self._column_statistics(X).over_processes(group)
-                if stats.counts is not None:
+                layout = self._layout()
+                if stats.counts is not None or layout.is_mixed:
                     names = getattr(self, "feature_names_in_", None)
-                    refuse_empty_columns(stats.counts, self, names)
+                    counts = _column_counts(stats, layout, self._refuses_empty_categories)
+                    refuse_empty_columns(counts, self, names)
             plan = self._plan(X, stats, device, group, continuing=continuing, full=full)
             if continuing:
                 state = self._resume(plan, device, keep_optimizer=not full)
@@ -294,11 +320,17 @@ class BaseAutoEncoder(BaseEstimator):
 
     def _plan(self, X, stats, device, group, *, continuing, full):
         """The FitPlan of this call (printed with ``verbose``)."""
+        layout = self._layout()
         if stats is None:
             (n_samples,) = group.reduce_sum(X.shape[0])
-            data = DataSummary(n_samples=int(n_samples), n_features=X.shape[1])
+            data = DataSummary(
+                n_samples=int(n_samples),
+                n_features=layout.n_features,
+                categorical=layout.categorical,
+                n_categories=layout.n_categories,
+            )
         else:
-            data = DataSummary.of(stats)
+            data = DataSummary.of(stats, layout)
         plan = make_plan(
             self._plan_rules(),
             self._planned_params(),
@@ -320,17 +352,114 @@ class BaseAutoEncoder(BaseEstimator):
     def _is_fitted(self):
         return hasattr(self, "n_iter_")
 
+    def _layout(self):
+        """The Layout of the table this estimator was fitted on (or is being fitted on, once
+        its input is validated): which columns are categorical, and their categories."""
+        mask = getattr(self, "is_categorical_", None)
+        if mask is None or not mask.any():
+            return Layout(getattr(self, "n_features_in_", 0))
+        return Layout(
+            int(self.n_features_in_),
+            tuple(int(j) for j in np.flatnonzero(mask)),
+            tuple(len(c) for c in self.categories_),
+        )
+
+    def _table(self, X, *, reset):
+        """Validate a table with categorical columns and encode it (see skae._tabular): the
+        encoded float64 matrix (NaN where missing) and the ``(column, value)`` of the unseen
+        categories it read as missing; None where X has no categorical column (then nothing is
+        set: X goes through the numeric validation as ever). With ``reset``, the categorical
+        columns and their categories are set from X (``is_categorical_``, ``categories_``)."""
+        spec = getattr(self, "categorical_features", None)
+        if reset:
+            names = X.columns if isinstance(X, pd.DataFrame) else None
+            explicit = spec is not None and not isinstance(spec, str)
+            n_features = _n_columns(X) if explicit else 0
+            if isinstance(X, pd.DataFrame):
+                n_features = X.shape[1]
+            mask = resolve_categorical(X, spec, n_features, names)
+            if not mask.any():
+                for name in ("is_categorical_", "categories_", "_feature_dtypes"):
+                    self.__dict__.pop(name, None)
+                return None
+        else:
+            mask = getattr(self, "is_categorical_", None)
+            if mask is None or not mask.any():
+                return None
+        if sp.issparse(X) or is_out_of_core(X):
+            raise ValueError(
+                f"{type(self).__name__} reads categorical columns from in-memory tables only "
+                "(a DataFrame or a 2-D array), not from sparse or out-of-core arrays: encode "
+                "them first (e.g. OneHotEncoder), or pass the table in memory."
+            )
+        if not isinstance(X, pd.DataFrame):
+            X = np.asarray(X, dtype=object)
+            if X.ndim != 2:
+                raise ValueError(
+                    f"Expected a 2D array, got an array of shape {X.shape} instead: reshape "
+                    "your data (X.reshape(-1, 1) for a single feature)."
+                )
+        validate_data(self, X, reset=reset, skip_check_array=True)
+        if reset:
+            self.is_categorical_ = mask
+            self.categories_ = [fit_categories(X, j) for j in np.flatnonzero(mask)]
+            self._feature_dtypes = X.dtypes.copy() if isinstance(X, pd.DataFrame) else None
+        unseen = []
+        encoded = encode(X, self._layout(), self.categories_, unseen)
+        if not np.isfinite(encoded[~np.isnan(encoded)]).all():
+            raise ValueError(
+                "Input X contains infinity in a numeric column: replace it with NaN (missing) "
+                "or a finite value."
+            )
+        return encoded, unseen
+
+    def _refuse_unseen(self, unseen):
+        """Raise where ``unseen`` (column, value) categories meet a network that cannot read
+        them as missing (one fitted on complete data)."""
+        if unseen and not self._reads_mask():
+            j, value = unseen[0]
+            names = getattr(self, "feature_names_in_", None)
+            where = f"feature {names[j]!r}" if names is not None else f"column {j}"
+            known = self.categories_[int(np.sum(self.is_categorical_[:j]))]
+            raise ValueError(
+                f"X holds the category {value!r} in {where}, which fit did not see "
+                f"(categories: {list(known)}). "
+                f"An unseen category is read as a missing value, but this {type(self).__name__} "
+                "was fitted on complete data, so its network cannot read missing values. Map "
+                "it to a known category, or fit on data with missing values."
+            )
+
     def _validate_input(self, X, *, reset, missing="allow"):
         """X checked as scikit-learn does. Missing values (NaN) are dealt with as ``missing``
         says: "allow", "refuse" (a network without the mask input) or "rows" (allowed, but
         not rows with no observed value: inference). Out-of-core X is returned as it is, after
-        checking its shape and first row; ``_check_block`` checks the rest as it is read."""
+        checking its shape and first row; ``_check_block`` checks the rest as it is read.
+        A table with categorical columns is returned encoded (see skae._tabular); an unseen
+        category is read as missing."""
+        table = self._table(X, reset=reset)
+        if table is not None:
+            X, unseen = table
+            if not reset:
+                self._refuse_unseen(unseen)
+            nan = has_nan(X)
+            if nan:
+                self._check_missing(X, missing)
+            _check_float32_range(X, nan)
+            return X
+        X = self._validate_numbers(X, reset=reset, missing=missing)
+        if reset:
+            self.is_categorical_ = np.zeros(self.n_features_in_, dtype=bool)
+            self.categories_ = []
+        return X
+
+    def _validate_numbers(self, X, *, reset, missing):
+        """``_validate_input`` for a table of numbers only."""
         if is_out_of_core(X):
             if len(X.shape) != 2:
                 raise ValueError(
                     f"Expected a 2D array, got an array of shape {tuple(X.shape)} instead."
                 )
-            self._validate_input(self._check_block(X[:1], missing), reset=reset)
+            self._validate_numbers(self._check_block(X[:1], missing), reset=reset, missing="allow")
             return X
         with explained_input_errors(X, self):
             X = validate_data(
@@ -377,10 +506,18 @@ class BaseAutoEncoder(BaseEstimator):
         column statistics (over every process's rows) are ``stats``."""
         seed = group.broadcast_seed(_draw_seed(self.random_state))
         device = torch.device(plan.device)
-        scaling = input_scaling(stats, plan.scaling, device)
+        layout = layout_of(plan)
+        scaling = input_scaling(stats, plan.scaling, device, layout)
         self._warn_about_data(plan.n_features)
         modules = self._build_modules(plan, torch.Generator().manual_seed(seed))
         self._initialise(modules, X, stats, scaling, plan, group)
+        if layout.is_mixed:
+            # Each categorical column starts at its training frequencies, as the numbers at
+            # their means.
+            bias = last_linear(modules["decoder_"]).bias
+            with torch.no_grad():
+                for start, log_frequencies in logit_start(stats, layout):
+                    bias[start : start + len(log_frequencies)] = torch.as_tensor(log_frequencies)
         if plan.mask_input:
             fill = scaling.to_model(torch.as_tensor(stats.mean, dtype=torch.float32))
             modules = _with_mask_input(modules, fill)
@@ -430,7 +567,7 @@ class BaseAutoEncoder(BaseEstimator):
         """The network ``plan`` describes, on the meta device: no memory, no weights."""
         modules = self._build_modules(plan, None)
         if plan.mask_input:
-            modules = _with_mask_input(modules, torch.empty(plan.n_features, device="meta"))
+            modules = _with_mask_input(modules, torch.empty(plan.width, device="meta"))
         return modules
 
     def _module_unlike_params(self):
@@ -473,10 +610,11 @@ class BaseAutoEncoder(BaseEstimator):
         ``_validate_input``).
         """
         plan = state.plan
+        layout = layout_of(plan)
         loss_to_beat = math.inf
         if full:
             share = _share_to_beat(plan.n_components, plan.n_features)
-            loss_to_beat = self._constant_loss(stats, state.scaling, share)
+            loss_to_beat = self._constant_loss(stats, state.scaling, share, layout)
         rows = training_rows(
             X, state.scaling, state.device, lambda block: self._check_block(block, missing)
         )
@@ -487,7 +625,7 @@ class BaseAutoEncoder(BaseEstimator):
                 rows,
                 lambda batch_size: self._make_step(state, batch_size),
                 group,
-                self._reconstruct,
+                self._reconstruct if not layout.is_mixed else self._rebuilder(layout),
                 loss_to_beat=loss_to_beat,
                 progress=type(self).__name__ if self.verbose else None,
             )
@@ -536,6 +674,11 @@ class BaseAutoEncoder(BaseEstimator):
         self.best_loss_ = state.best_loss
         for name, value in state.attributes.items():
             setattr(self, name, value)
+
+    def _rebuilder(self, layout):
+        """``reconstruct(modules, x)`` in the model's units, each categorical column's logits
+        as probabilities (a mixed table's reconstruction)."""
+        return lambda modules, x: probabilities(self._reconstruct(modules, x), layout)
 
     # -- inference -----------------------------------------------------------------------------
 
@@ -598,11 +741,27 @@ class BaseAutoEncoder(BaseEstimator):
             )
         if not is_out_of_core(Z):
             _check_float32_range(Z)
-        return self._map_rows(
-            lambda modules, scaling, z: scaling.to_user(self._decode(modules, z)),
+        layout = layout_of(self.fit_plan_)
+        if not layout.is_mixed:
+            return self._map_rows(
+                lambda modules, scaling, z: scaling.to_user(self._decode(modules, z)),
+                Z,
+                self.n_features_in_,
+            )
+        encoded = self._map_rows(
+            lambda modules, scaling, z: scaling.to_user(
+                probabilities(self._decode(modules, z), layout)
+            ),
             Z,
-            self.n_features_in_,
+            layout.width,
         )
+        return self._as_table(decode(encoded, layout, self.categories_))
+
+    def _as_table(self, table):
+        """An object table (rows of a mixed table) as the user gave the table to fit: a
+        DataFrame with its columns and dtypes, else the object array."""
+        dtypes = getattr(self, "_feature_dtypes", None)
+        return table if dtypes is None else as_frame(table, dtypes)
 
     def _reconstruction_errors(self, X):
         """Each row's mean squared reconstruction error, in the input's units: float32, the
@@ -611,6 +770,16 @@ class BaseAutoEncoder(BaseEstimator):
         missing = self._inference_missing()
         X = self._validate_input(X, reset=False, missing=missing)
         masked = self._reads_mask()
+        layout = layout_of(self.fit_plan_)
+        if layout.is_mixed:
+
+            def row_losses_of(modules, scaling, x):
+                # The mixed loss's mean over each row's observed cells (model units).
+                model_x = scaling.to_model(x)
+                total, counts = row_losses(self._reconstruct(modules, model_x), model_x, layout)
+                return (total / counts.clamp_min(1.0))[:, None]
+
+            return self._map_rows(row_losses_of, X, 1, missing)[:, 0]
 
         def row_errors(modules, scaling, x):
             # The mean over each row's entries (its observed ones, for a masked network).
@@ -780,6 +949,27 @@ class CodesTransformerMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin):
         # Computation is float32 whatever the input; float32 input gives float32 output.
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
+
+
+def _column_counts(stats, layout, categories=True):
+    """Each column's number of observed values, for the refusal of empty columns: a
+    categorical column's number of categories stands in for its count (or 1, unless
+    ``categories``: an empty one is then let through)."""
+    counts = stats.observed
+    if not layout.is_mixed:
+        return counts
+    by_column = np.zeros(layout.n_features)
+    by_column[list(layout.numeric)] = counts[: layout.n_numeric]
+    by_column[list(layout.categorical)] = layout.n_categories if categories else 1
+    return by_column
+
+
+def _n_columns(X):
+    """The number of columns of a 2-D table-like X (-1 where it has no second dimension)."""
+    shape = getattr(X, "shape", None)
+    if shape is None:
+        shape = np.asarray(X, dtype=object).shape
+    return shape[1] if len(shape) == 2 else -1
 
 
 def _share_to_beat(n_components, n_features):

@@ -95,6 +95,15 @@ def _text_error(columns, names, values, estimator):
     selected = [names[j] if names is not None else int(j) for j in columns]
     selected = selected if len(selected) <= 3 else "text_columns"
     name = type(estimator).__name__
+    if hasattr(estimator, "categorical_features"):
+        return ValueError(
+            f"Input X holds text in {_where(columns, names)} (dtype {dtype}{example}), which "
+            f"{name} was not told are categorical (categorical_features="
+            f'{estimator.categorical_features!r}; "from_dtype" reads a DataFrame\'s category, '
+            "object, bool and string columns only). Name them and fit again, as "
+            f"categorical_features={selected!r}; or encode them first, e.g. "
+            f"make_column_transformer((OneHotEncoder(), {selected!r}), remainder='passthrough')."
+        )
     return ValueError(
         f"Input X holds text in {_where(columns, names)} (dtype {dtype}{example}). {name} "
         "reads numbers only and has no support for categorical features yet: encode them "

@@ -15,6 +15,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._autoencoder import AutoEncoderModel
 from ._missing import masked_squared_error, reads_mask, row_squared_errors
 from ._persistence import register
+from ._tabular import layout_of, row_losses
 from ._threads import choose_threads, inference_flops, torch_threads, training_flops
 from ._training import INFERENCE_CHUNK_ROWS, iter_chunks
 from ._validation import check_float, check_int
@@ -137,11 +138,13 @@ class AutoEncoderOutlierDetector(OutlierMixin, AutoEncoderModel):
         reconstructed rows of each batch, and the rows whose codes lie nearest the centre.
         Should exceed 1 - the share of outliers. 1.0 uses every row: the setting for clean
         training rows (novelty detection), as ``novelty=True`` is LocalOutlierFactor's.
-    hidden_layer_sizes, activation, output_activation, init, l1_penalty, noise_type, \
-noise_level, contractive_penalty, batch_size, learning_rate_init, learning_rate, \
+    categorical_features, hidden_layer_sizes, activation, output_activation, init, l1_penalty, \
+noise_type, noise_level, contractive_penalty, batch_size, learning_rate_init, learning_rate, \
 early_stopping, validation_fraction, n_iter_no_change, tol, warm_start, random_state, device, \
 n_threads, verbose
-        As in ``AutoEncoderTransformer``.
+        As in ``AutoEncoderTransformer``. With categorical columns, a row's reconstruction
+        error is the mean over its observed cells of the transformer's mixed loss (a number's
+        standardised squared error, a category's cross-entropy over log(n_categories)).
     max_iter : "auto" or int, default="auto"
         Maximum number of epochs. "auto" trains for about 150 optimizer steps (the
         transformer's "auto" takes 6,000): 5 epochs of 6,000 MNIST images.
@@ -170,7 +173,7 @@ n_threads, verbose
         root mean square.
     encoder_, decoder_, n_iter_, fit_plan_, hidden_layer_sizes_, init_, batch_size_, max_iter_, \
 loss_curve_, validation_scores_, best_loss_, output_activation_, input_offset_, input_scale_, \
-device_, n_features_in_, feature_names_in_
+device_, n_features_in_, feature_names_in_, is_categorical_, categories_
         As in ``AutoEncoderTransformer``; ``loss_curve_`` holds the trimmed training loss.
 
     See Also
@@ -216,6 +219,7 @@ device_, n_features_in_, feature_names_in_
         contamination="auto",
         novelty=False,
         support_fraction=0.8,
+        categorical_features="from_dtype",
         hidden_layer_sizes="auto",
         activation="leaky_relu",
         output_activation="auto",
@@ -242,6 +246,7 @@ device_, n_features_in_, feature_names_in_
         self.contamination = contamination
         self.novelty = novelty
         self.support_fraction = support_fraction
+        self.categorical_features = categorical_features
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.output_activation = output_activation
@@ -308,7 +313,11 @@ device_, n_features_in_, feature_names_in_
         if not self._trims():
             return super()._reconstruction_loss(state, output, x, x_in)
         # The mean error of the batch's support_fraction best-reconstructed rows.
-        if reads_mask(state):
+        layout = layout_of(state.plan)
+        if layout.is_mixed:
+            total, cells = row_losses(output, x, layout, dtype=output.dtype)
+            row_errors = total / cells.clamp_min(1)
+        elif reads_mask(state):
             squared, _ = masked_squared_error(output, x)
             observed = (~torch.isnan(x)).sum(dim=1).clamp_min(1)
             row_errors = squared.sum(dim=1) / observed
@@ -322,7 +331,9 @@ device_, n_features_in_, feature_names_in_
         parts = self._row_parts(
             state.modules, state.scaling, state.device, X, state.plan.mask_input, "allow", fit=True
         )
+        # A mixed table's error is its cells' loss, not a squared error in the data's units.
         unit_interval = bool(parts[:, -2].min() >= 0 and parts[:, -1].max() <= 1)
+        unit_interval = unit_interval and not state.plan.categorical
         errors = _relative_errors(parts, unit_interval)
         codes = parts[:, 2 : 2 + self.n_components]
         mean, precision = _robust_gaussian(codes, self.support_fraction)
@@ -364,14 +375,19 @@ device_, n_features_in_, feature_names_in_
         """Per row, in float64: [reconstruction error (model units, observed entries when
         ``masked``: a network that reads the missing-value mask), mean square of the row (user
         units, observed entries), codes..., and with ``fit`` the row's least and greatest
-        value]."""
+        value]. A mixed table's reconstruction error is the mean of its observed cells' loss
+        (see skae._tabular)."""
+        layout = self._layout()
 
         def parts(x):
             x_model = scaling.to_model(x)
             codes = self._encode(modules, x_model)
-            squared, observed = row_squared_errors(
-                self._decode(modules, codes), x_model, masked, dtype
-            )
+            if layout.is_mixed:
+                squared, observed = row_losses(self._decode(modules, codes), x_model, layout, dtype)
+            else:
+                squared, observed = row_squared_errors(
+                    self._decode(modules, codes), x_model, masked, dtype
+                )
             energy, _ = row_squared_errors(torch.zeros_like(x), x, masked, dtype)
             observed = observed.clamp_min(1)[:, None]
             columns = [squared[:, None] / observed, energy[:, None] / observed, codes]
@@ -629,7 +645,7 @@ device_, n_features_in_, feature_names_in_
         k = self.n_components
         shapes = {"code_mean_": (k,), "code_precision_": (k, k)}
         # Files written before the neighbour term have neither it nor its reference codes.
-        if "neighbour_scale_" in fitted:
+        if fitted.get("neighbour_scale_") is not None:
             shapes["reference_codes_"] = (None, k)
         return shapes
 
@@ -640,8 +656,8 @@ device_, n_features_in_, feature_names_in_
         if restored["reference_codes_"] is not None and not len(restored["reference_codes_"]):
             raise ValueError("Invalid reference_codes_ in the model file: no rows.")
         for name in ("error_scale_", "code_scale_", "neighbour_scale_", "offset_"):
-            if name not in values:
-                continue
+            if values.get(name) is None and name == "neighbour_scale_":
+                continue  # a file from before the neighbour term, or a detector loaded from one
             value = values[name]
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"Invalid {name}={value!r} in the model file.")

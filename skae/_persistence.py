@@ -16,8 +16,10 @@ then the raw tensor bytes. Reading it runs no code from the file (unlike pickle 
   ``_saved_values`` since version 3, and since version 4 the fit plan, ``fit_plan_``, in place
   of the attributes it holds: ``hidden_layer_sizes_``, ``init_``, ``output_activation_``,
   ``mask_input_``, ``batch_size_``), with ``set_output``'s configuration. Version 5 adds
-  the outlier detector's ``novelty`` parameter and its neighbour term (``reference_codes_``,
-  ``neighbour_scale_``); a detector from an older file scores without that term.
+  categorical columns (``categorical_features``, the plan's layout, ``categories_``, the
+  training frame's dtypes, a per-column ``input_scale_`` tensor) and the outlier detector's
+  ``novelty`` parameter and neighbour term (``reference_codes_``, ``neighbour_scale_``); a
+  detector from an older file scores without that term.
   Tuples are written as ``{"__tuple__": [...]}`` so that they come back as tuples. The
   optimizer's options (learning rate, fused kernels) are not stored: as when training resumes
   in ``partial_fit``, they are those of a new optimizer for the device the model lands on.
@@ -38,6 +40,7 @@ import secrets
 import warnings
 
 import numpy as np
+import pandas as pd
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as _serialize
@@ -55,10 +58,13 @@ FORMAT_VERSION = 5
 # Version 1 (skae 0.1.0, before the "auto" parameters) had no hidden_layer_sizes_: its network
 # is the one its params describe. Version 2 had no n_threads nor init parameter. Versions 1 to
 # 3 had no fit plan: what they hold of it is read from the attributes they stored.
+# Version 4 had no categorical columns (no categorical_features, fit plans without them) and
+# no neighbour term in the outlier detector (no novelty parameter).
 READABLE_VERSIONS = (1, 2, 3, 4, 5)
 # Parameters added in a format version, and the value that describes files of older versions:
 # their networks were built at random ("random"), whatever init's default is now.
-_PARAMS_SINCE = {"n_threads": (3, "auto"), "init": (3, "random"), "novelty": (5, False)}
+_PARAMS_SINCE = {"n_threads": (3, "auto"), "init": (3, "random"),
+                 "categorical_features": (5, "from_dtype"), "novelty": (5, False)}  # fmt: skip
 # Fitted attributes that are integers set only by some calls or some estimators.
 _OPTIONAL_INT_ATTRIBUTES = ("max_iter_", "n_active_components_")
 _METADATA_KEY = "skae"
@@ -108,6 +114,10 @@ def save(estimator, path):
         for key, value in module.state_dict().items():
             tensors[f"{module_name}.{key}"] = _cpu_float32(value)
     tensors["input_offset_"] = _cpu_float32(torch.as_tensor(estimator.input_offset_))
+    # A mixed table's scaling is per column (see skae._scaling.input_scaling).
+    per_column_scale = np.ndim(estimator.input_scale_) > 0
+    if per_column_scale:
+        tensors["input_scale_"] = _cpu_float32(torch.as_tensor(estimator.input_scale_))
     for array_name in estimator._saved_arrays:
         # None: an attribute that the file this estimator was loaded from did not have.
         if getattr(estimator, array_name) is not None:
@@ -145,7 +155,8 @@ def save(estimator, path):
                 else [float(v) for v in estimator.validation_scores_]
             ),
             "best_loss_": float(estimator.best_loss_),
-            "input_scale_": float(estimator.input_scale_),
+            "input_scale_": None if per_column_scale else float(estimator.input_scale_),
+            **_table_attributes(estimator),
             "device_": str(estimator.device_),
             "_seed": int(estimator._seed),
             "fit_plan_": estimator.fit_plan_.to_dict(),
@@ -157,12 +168,83 @@ def save(estimator, path):
             **{
                 value_name: _to_json(getattr(estimator, value_name), value_name)
                 for value_name in estimator._saved_values
-                if getattr(estimator, value_name) is not None
             },
         },
     }
     data = _serialize(tensors, metadata={_METADATA_KEY: json.dumps(document)})
     _write_atomically(os.fspath(path), data)
+
+
+def _table_attributes(estimator):
+    """The fitted attributes of a table's categorical columns, as JSON (since format 5)."""
+    mask = getattr(estimator, "is_categorical_", None)
+    if mask is None or not mask.any():
+        return {}
+    dtypes = getattr(estimator, "_feature_dtypes", None)
+    return {
+        "is_categorical_": [bool(v) for v in mask],
+        "categories_": [_categories_to_json(c) for c in estimator.categories_],
+        "feature_dtypes": None if dtypes is None else [_dtype_to_json(d) for d in dtypes],
+    }
+
+
+def _categories_to_json(categories):
+    values = list(categories)
+    if not all(isinstance(v, (str, bool, int, float)) for v in values):
+        raise TypeError(
+            f"Cannot save the categories {values[:5]!r}: a model file holds categories that are "
+            "strings, booleans or numbers only. Pickle the estimator instead."
+        )
+    return values
+
+
+def _dtype_to_json(dtype):
+    if isinstance(dtype, pd.CategoricalDtype):
+        return {"categories": _categories_to_json(dtype.categories), "ordered": dtype.ordered}
+    return str(dtype)
+
+
+def _dtype_from_json(value):
+    if isinstance(value, dict) and set(value) == {"categories", "ordered"}:
+        return pd.CategoricalDtype(value["categories"], ordered=bool(value["ordered"]))
+    if not isinstance(value, str):
+        raise ValueError(f"Invalid feature dtype {value!r} in the model file.")
+    try:
+        return pd.api.types.pandas_dtype(value)
+    except TypeError:
+        raise ValueError(f"Invalid feature dtype {value!r} in the model file.") from None
+
+
+def _restored_table(fitted, n_features, plan):
+    """``is_categorical_``, ``categories_`` and ``_feature_dtypes`` from the file, checked
+    against the fit plan's categorical columns."""
+    if not plan.categorical:
+        return {"is_categorical_": np.zeros(n_features, dtype=bool), "categories_": []}
+    mask, categories = fitted["is_categorical_"], fitted["categories_"]
+    if (
+        not isinstance(mask, list)
+        or len(mask) != n_features
+        or tuple(j for j, v in enumerate(mask) if v is True) != plan.categorical
+        or not isinstance(categories, list)
+        or tuple(len(c) if isinstance(c, list) else -1 for c in categories) != plan.n_categories
+    ):
+        raise ValueError(
+            "Invalid is_categorical_ or categories_ in the model file: they do not describe "
+            "the categorical columns of its fit plan."
+        )
+    dtypes = fitted.get("feature_dtypes")
+    if dtypes is not None:
+        if not isinstance(dtypes, list) or len(dtypes) != n_features:
+            raise ValueError("Invalid feature_dtypes in the model file.")
+        names = fitted["feature_names_in_"] or list(range(n_features))
+        dtypes = pd.Series([_dtype_from_json(d) for d in dtypes], index=names, dtype=object)
+    cats = []
+    for values in categories:
+        array = np.empty(len(values), dtype=object)
+        array[:] = values
+        cats.append(array)
+    return {"is_categorical_": np.asarray(mask, dtype=bool), "categories_": cats,
+            "_feature_dtypes": dtypes}  # fmt: skip
 
 
 def _write_atomically(path, data):
@@ -374,7 +456,9 @@ def _describe(document, layout):
         for module_name, module in blueprint.items()
         for key, value in module.state_dict().items()
     }
-    expected["input_offset_"] = (n_features,)
+    expected["input_offset_"] = (plan.width,)
+    if plan.scaling == "standardised":
+        expected["input_scale_"] = (plan.width,)
     expected.update(estimator._saved_array_shapes(n_features, fitted))
     stored = {
         key: (tuple(part.get_shape()), part.get_dtype())
@@ -390,7 +474,10 @@ def _fitted_plan(estimator, document, n_features):
     files, what the attributes they stored tell of it (the rest None: not recorded)."""
     params, fitted, version = document["params"], document["fitted"], document["format_version"]
     if version >= 4:
-        plan = FitPlan.from_dict(fitted["fit_plan_"])
+        values = fitted["fit_plan_"]
+        if version == 4 and isinstance(values, dict):
+            values = {**FitPlan.SINCE_VERSION_5, **values}
+        plan = FitPlan.from_dict(values)
     else:
         planned = estimator._planned_params()
         output_activation = fitted["output_activation_"]
@@ -463,7 +550,7 @@ def _check_plan(plan, params, n_features):
                 f"{name} is {built!r}."
             )
     choices = {"init": ("pca", "random"), "output_activation": tuple(OUTPUT_ACTIVATIONS),
-               "scaling": ("none", "centred"), "mask_input": (True, False),
+               "scaling": ("none", "centred", "standardised"), "mask_input": (True, False),
                "learning_rate": ("constant", "cosine"), "step": (None, *STEPS),
                "stop_on_plateau": (None, True, False)}  # fmt: skip
     for name, options in choices.items():
@@ -483,6 +570,21 @@ def _check_plan(plan, params, n_features):
             refuse(name)
     if not isinstance(plan.device, str):
         refuse("device")
+    categorical, n_categories = plan.categorical, plan.n_categories
+    if (
+        not isinstance(categorical, tuple)
+        or not all(is_int(j, 0) and j < n_features for j in categorical)
+        or list(categorical) != sorted(set(categorical))
+    ):
+        refuse("categorical")
+    if (
+        not isinstance(n_categories, tuple)
+        or len(n_categories) != len(categorical)
+        or not all(is_int(k, 0) for k in n_categories)
+    ):
+        refuse("n_categories")
+    if (plan.scaling == "standardised") != bool(categorical):
+        refuse("scaling")
     if not isinstance(plan.auto, tuple) or not all(isinstance(a, str) for a in plan.auto):
         refuse("auto")
 
@@ -500,9 +602,14 @@ def _restore(estimator, plan, blueprint, document, tensors):
         else _expect_floats(fitted, "validation_scores_")
     )
     best_loss = _expect_float(fitted, "best_loss_")
-    input_scale = _expect_float(fitted, "input_scale_")
-    if not (0 < input_scale < math.inf):
-        raise ValueError(f"Invalid input_scale_={input_scale!r} in the model file.")
+    if plan.scaling == "standardised":
+        input_scale = tensors["input_scale_"].numpy().astype(np.float64)
+        if not np.all((input_scale > 0) & (input_scale < math.inf)):
+            raise ValueError("Invalid input_scale_ in the model file.")
+    else:
+        input_scale = _expect_float(fitted, "input_scale_")
+        if not (0 < input_scale < math.inf):
+            raise ValueError(f"Invalid input_scale_={input_scale!r} in the model file.")
     feature_names = fitted["feature_names_in_"]
     if feature_names is not None and (
         not isinstance(feature_names, list)
@@ -542,6 +649,7 @@ def _restore(estimator, plan, blueprint, document, tensors):
         best_loss=best_loss,
         attributes={
             **extras,
+            **_restored_table(fitted, n_features, plan),
             **estimator._restored_attributes(
                 {name: stored[name].numpy() for name in estimator._saved_arrays if name in stored},
                 {name: fitted[name] for name in estimator._saved_values if name in fitted},

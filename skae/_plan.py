@@ -74,22 +74,36 @@ class DataSummary:
     """What a plan reads of the training data (the union of every process's rows).
 
     ``in_unit_interval`` and ``has_missing`` are None where they were not read: a partial_fit
-    that continues a network, whose every network choice is made already.
+    that continues a network, whose every network choice is made already. ``categorical`` and
+    ``n_categories``: the table's categorical columns and their numbers of categories (see
+    ``skae._tabular``); ``n_features`` counts the table's columns, not the one-hot ones.
     """
 
     n_samples: int
     n_features: int
     in_unit_interval: bool | None = None
     has_missing: bool | None = None
+    categorical: tuple = ()
+    n_categories: tuple = ()
 
     @classmethod
-    def of(cls, stats):
-        """The summary of a ``skae._scaling.ColumnStats``."""
+    def of(cls, stats, layout=None):
+        """The summary of a ``skae._scaling.ColumnStats`` (of the encoded matrix of a table
+        with the given ``skae._tabular.Layout``, if any)."""
+        if layout is None or not layout.is_mixed:
+            return cls(
+                n_samples=int(stats.n_rows),
+                n_features=int(stats.mean.shape[0]),
+                in_unit_interval=bool(stats.minimum >= 0.0 and stats.maximum <= 1.0),
+                has_missing=stats.has_missing,
+            )
         return cls(
             n_samples=int(stats.n_rows),
-            n_features=int(stats.mean.shape[0]),
-            in_unit_interval=bool(stats.minimum >= 0.0 and stats.maximum <= 1.0),
+            n_features=layout.n_features,
+            in_unit_interval=False,
             has_missing=stats.has_missing,
+            categorical=layout.categorical,
+            n_categories=layout.n_categories,
         )
 
 
@@ -164,6 +178,10 @@ class FitPlan:
     ``n_iter_no_change`` and ``tol``, and ``step`` (one of ``STEPS``). Where: ``device``,
     ``n_threads`` (torch's CPU threads per process; None off the CPU) and ``n_processes``.
     ``auto`` names the choices that an "auto" parameter made.
+
+    The columns: ``n_features`` columns, of which ``categorical`` (indices) are read one-hot,
+    with ``n_categories`` categories each (see ``skae._tabular``); the network reads and
+    writes ``width`` values per row.
     """
 
     n_samples: int
@@ -189,19 +207,28 @@ class FitPlan:
     n_threads: int | None
     n_processes: int
     auto: tuple = field(default=())
+    categorical: tuple = field(default=())
+    n_categories: tuple = field(default=())
 
     # What a continuing fit keeps of the plan that built its network.
     NETWORK = ("init", "hidden_layer_sizes", "output_activation", "scaling", "mask_input",
                "hidden_weight")  # fmt: skip
+    # Fields added since format version 4, and their values in plans of older files.
+    SINCE_VERSION_5 = {"categorical": (), "n_categories": ()}
 
     @property
     def early_stopping(self):
         return self.validation_fraction is not None
 
     @property
+    def width(self):
+        """The values per row the network reads and writes: numbers, then one-hot blocks."""
+        return self.n_features - len(self.categorical) + sum(self.n_categories)
+
+    @property
     def n_inputs(self):
         """The encoder's inputs: the values, and beside them their missing-value mask."""
-        return 2 * self.n_features if self.mask_input else self.n_features
+        return 2 * self.width if self.mask_input else self.width
 
     def network(self):
         """The choices that shape the network: ``{name: value}`` of ``NETWORK``."""
@@ -212,6 +239,8 @@ class FitPlan:
         values = asdict(self)
         values["hidden_layer_sizes"] = list(self.hidden_layer_sizes)
         values["auto"] = list(self.auto)
+        values["categorical"] = list(self.categorical)
+        values["n_categories"] = list(self.n_categories)
         return values
 
     @classmethod
@@ -225,6 +254,8 @@ class FitPlan:
                 **values,
                 "hidden_layer_sizes": tuple(values["hidden_layer_sizes"]),
                 "auto": tuple(values["auto"]),
+                "categorical": tuple(values["categorical"]),
+                "n_categories": tuple(values["n_categories"]),
             }
         )
 
@@ -238,7 +269,7 @@ class FitPlan:
         def known(value, spec=""):
             return "?" if value is None else format(value, spec)
 
-        widths = [self.n_features, *self.hidden_layer_sizes, self.n_components]
+        widths = [self.width, *self.hidden_layer_sizes, self.n_components]
         layers = " -> ".join(map(str, widths + widths[-2::-1]))
         if self.init == "pca":
             start = "PCA's solution (a linear path beside the hidden layers)"
@@ -246,6 +277,8 @@ class FitPlan:
             start = "random weights"
         if self.scaling == "none":
             scaling = "in their own units (in [0, 1])"
+        elif self.scaling == "standardised":
+            scaling = "numbers standardised per column, categories one-hot"
         else:
             scaling = "centred per feature, divided by one overall scale"
         mask = "with their missing-value mask" if self.mask_input else "no missing-value mask"
@@ -267,11 +300,15 @@ class FitPlan:
             stopping += "; runs every epoch"
         processes = f" x {self.n_processes} processes" if (self.n_processes or 1) > 1 else ""
         threads = "" if self.n_threads is None else f", {self.n_threads} thread(s)"
+        data = f"{known(self.n_samples, ',')} rows x {self.n_features} features"
+        if self.categorical:
+            data += (
+                f", {len(self.categorical)} categorical (columns "
+                f"{', '.join(map(str, self.categorical))}; "
+                f"{', '.join(map(str, self.n_categories))} categories)"
+            )
         return [
-            (
-                "data",
-                f"{known(self.n_samples, ',')} rows x {self.n_features} features",
-            ),  # fmt: skip
+            ("data", data),
             (
                 "network",
                 f"{layers}{mark('hidden_layer_sizes')}, {self.activation}, "
@@ -352,13 +389,17 @@ def make_plan(rules, params, data, *, device, group, blueprint, full=True, previ
         n_threads=None,
         n_processes=group.world_size,
         auto=tuple(sorted(auto)),
+        categorical=tuple(int(j) for j in data.categorical),
+        n_categories=tuple(int(k) for k in data.n_categories),
     )
     # What the step and the threads depend on: the network's layers and size.
     modules = blueprint(plan)
     n_parameters = sum(p.numel() for m in modules.values() for p in m.parameters())
     return replace(
         plan,
-        step=plan_step(rules, modules, plan.mask_input, device, group.world_size),
+        step=plan_step(
+            rules, modules, plan.mask_input, device, group.world_size, mixed=bool(plan.categorical)
+        ),
         n_threads=plan_threads(params["n_threads"], n_parameters, batch_size, device, group),
     )
 
@@ -377,7 +418,18 @@ def plan_network(rules, params, data, *, full, auto):
         init = resolve_init(init, n_samples, n_features) if rules.pca_start and full else "random"
     mask_input = rules.mask_input == "always" or bool(data.has_missing)
     output_activation = params["output_activation"]
-    if is_auto(output_activation):
+    if data.categorical:
+        # The categorical blocks' outputs are logits, which no squashing may bound.
+        if not is_auto(output_activation) and output_activation != "identity":
+            raise ValueError(
+                f"output_activation={output_activation!r} cannot be used with categorical "
+                'columns, whose outputs are logits (softmax per column): leave it "auto" or '
+                'set "identity".'
+            )
+        if is_auto(output_activation):
+            auto.add("output_activation")
+        output_activation = "identity"
+    elif is_auto(output_activation):
         auto.add("output_activation")
         clip = rules.clip_unit_interval and not mask_input
         linear = rules.linear_pca_output
@@ -396,10 +448,19 @@ def plan_network(rules, params, data, *, full, auto):
         "init": init,
         "hidden_layer_sizes": hidden,
         "output_activation": output_activation,
-        "scaling": "none" if output_activation in UNIT_INTERVAL_OUTPUTS else "centred",
+        "scaling": _scaling(output_activation, data),
         "mask_input": mask_input,
         "hidden_weight": float(hidden_weight),
     }
+
+
+def _scaling(output_activation, data):
+    """``FitPlan.scaling``: "standardised" for tables with categorical columns, whose loss
+    weighs every column alike (see skae._tabular); else "none" for data in [0, 1] behind a
+    bounded output, "centred" otherwise."""
+    if data.categorical:
+        return "standardised"
+    return "none" if output_activation in UNIT_INTERVAL_OUTPUTS else "centred"
 
 
 def resolve_output_activation(init, data, *, linear=True, clip=True):
@@ -437,15 +498,19 @@ def plan_validation(rules, params, n_samples, network):
     return None if share is None else float(share)
 
 
-def plan_step(rules, modules, mask_input, device, n_processes):
+def plan_step(rules, modules, mask_input, device, n_processes, *, mixed=False):
     """The kind of optimizer step (``STEPS``).
 
     On the CPU, the plain squared error (with or without input noise) has its backward pass
     written out, which is faster; other devices keep autograd: the written-out pass has not
-    been run there. On CUDA, a single process captures its step in a graph, unless the loss
-    draws random numbers (which the graph would replay frozen); a network that reads the
-    missing-value mask is trained with values hidden at random.
+    been run there. A ``mixed`` table's loss (cross-entropy beside the squared error) has no
+    written-out pass, and is not captured in a CUDA graph either until it has been run so on
+    a GPU: it takes autograd's step everywhere. On CUDA, a single process captures its step
+    in a graph, unless the loss draws random numbers (which the graph would replay frozen); a
+    network that reads the missing-value mask is trained with values hidden at random.
     """
+    if mixed:
+        return "autograd"
     if device.type == "cpu":
         supported = _backprop.supports(list(modules.values()))
         return "backprop" if rules.backprop and supported else "autograd"

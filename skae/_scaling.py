@@ -7,29 +7,44 @@ import scipy.sparse as sp
 import torch
 from sklearn.utils.sparsefuncs import mean_variance_axis
 
+from ._tabular import standardising_scale
+
 
 class AffineScaling:
     """The map between the user's units and the model's: ``(x - offset) / scale``.
 
     ``offset`` is per feature, ``scale`` one number for all features: a per-feature scale would
     blow up constant or near-constant features on new data, and would reweight the loss away
-    from the squared error in the user's units that ``score`` reports.
+    from the squared error in the user's units that ``score`` reports. Mixed tables are the
+    exception (``input_scaling``'s "standardised"): their ``scale`` is an array, one per
+    feature, since their loss weighs the columns alike rather than in the user's units.
     """
 
     def __init__(self, offset, scale, device):
         self.offset = torch.as_tensor(offset, dtype=torch.float32, device=device)
-        self.scale = float(scale)
-        self.is_identity = not bool(self.offset.any()) and self.scale == 1.0
+        if np.ndim(scale) == 0:
+            self.scale = float(scale)
+            self._divisor = self.scale
+            plain_scale = self.scale == 1.0
+        else:
+            self.scale = np.asarray(scale, dtype=np.float64)
+            self._divisor = torch.as_tensor(self.scale, dtype=torch.float32, device=device)
+            plain_scale = bool(np.all(self.scale == 1.0))
+        self.is_identity = not bool(self.offset.any()) and plain_scale
 
     def to_model(self, x):
-        return x if self.is_identity else (x - self.offset) / self.scale
+        return x if self.is_identity else (x - self.offset) / self._divisor
 
     def to_model_(self, x):
         """``to_model`` in place."""
-        return x if self.is_identity else x.sub_(self.offset).div_(self.scale)
+        return x if self.is_identity else x.sub_(self.offset).div_(self._divisor)
 
     def to_user(self, x):
-        return x if self.is_identity else torch.addcmul(self.offset, x, x.new_tensor(self.scale))
+        if self.is_identity:
+            return x
+        if isinstance(self._divisor, torch.Tensor):
+            return torch.addcmul(self.offset, x, self._divisor)
+        return torch.addcmul(self.offset, x, x.new_tensor(self.scale))
 
 
 @dataclass
@@ -168,15 +183,20 @@ def column_statistics(chunks):
     return stats
 
 
-def input_scaling(stats, kind, device):
+def input_scaling(stats, kind, device, layout=None):
     """The input scaling of ``kind`` (a ``FitPlan.scaling``) for training data with the given
     ColumnStats.
 
     "none": data in [0, 1] (images, proportions, TF-IDF) keep their units, behind a sigmoid
     output, as in the design. "centred": centred per feature and divided by one overall scale,
-    the root mean variance over features (1 for constant data).
+    the root mean variance over features (1 for constant data). "standardised" (mixed tables,
+    whose ``layout`` it reads): each numeric column centred and divided by its own standard
+    deviation, the one-hot columns as they are (see ``skae._tabular``).
     """
     n_features = stats.mean.shape[0]
+    if kind == "standardised":
+        offset, scale = standardising_scale(stats, layout)
+        return AffineScaling(offset, scale, device)
     if kind == "none":
         return AffineScaling(np.zeros(n_features), 1.0, device)
     overall = float(np.sqrt(np.mean(stats.variance)))

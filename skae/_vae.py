@@ -11,6 +11,7 @@ from ._modules import GaussianEncoder, mlp
 from ._persistence import register
 from ._plan import PlanRules
 from ._scaling import column_statistics
+from ._tabular import cell_losses, entropies, layout_of
 from ._training import iter_chunks
 from ._validation import check_float, check_int
 
@@ -58,8 +59,12 @@ class VariationalAutoEncoderTransformer(CodesTransformerMixin, BaseAutoEncoder):
         aggregate codes' KL divergence from the prior is 0.09 with beta=1 against 210 with
         beta=0.
     max_iter, batch_size, learning_rate_init, learning_rate, validation_fraction, \
-n_iter_no_change, tol, warm_start, random_state, device, n_threads, verbose
-        As in AutoEncoderTransformer.
+n_iter_no_change, tol, warm_start, random_state, device, n_threads, verbose, \
+categorical_features
+        As in AutoEncoderTransformer. With categorical columns the likelihood is a Gaussian's
+        for the (standardised) numbers and a categorical distribution's (a softmax) for each
+        categorical column; ``sample`` gives each category's most probable value for the drawn
+        code, as it gives the decoder's mean for the numbers.
     early_stopping : "auto" or bool, default=False
         As in AutoEncoderTransformer, but off by default: the validation split watches the
         reconstruction error, which is not what a VAE trades against its KL term.
@@ -71,7 +76,7 @@ n_iter_no_change, tol, warm_start, random_state, device, n_threads, verbose
     decoder_ : torch.nn.Module
         Maps codes to reconstructions.
     n_iter_, loss_curve_, validation_scores_, best_loss_, output_activation_, input_offset_, \
-input_scale_, device_, n_features_in_, feature_names_in_
+input_scale_, device_, n_features_in_, feature_names_in_, is_categorical_, categories_
         As in AutoEncoderTransformer; ``loss_curve_`` holds the training objective per
         sample: the negative ELBO in nats (for ``beta=1``) of the data in the model's units,
         under the decoder's calibrated variance.
@@ -103,6 +108,7 @@ input_scale_, device_, n_features_in_, feature_names_in_
         self,
         n_components=16,
         *,
+        categorical_features="from_dtype",
         hidden_layer_sizes="auto",
         activation="leaky_relu",
         output_activation="auto",
@@ -122,6 +128,7 @@ input_scale_, device_, n_features_in_, feature_names_in_
         verbose=0,
     ):
         self.n_components = n_components
+        self.categorical_features = categorical_features
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.output_activation = output_activation
@@ -165,6 +172,10 @@ input_scale_, device_, n_features_in_, feature_names_in_
         )
         codes = mean + noise * torch.exp(0.5 * logvar)
         output = state.modules["decoder_"](codes)
+        kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).sum(dim=1)
+        layout = layout_of(state.plan)
+        if layout.is_mixed:
+            return (_mixed_negative_log_likelihood(output, x, layout) + self.beta * kl).mean()
         if reads_mask(state):
             # The likelihood of each row's observed values only.
             squared_error, n_observed = masked_squared_error(output, x)
@@ -179,13 +190,21 @@ input_scale_, device_, n_features_in_, feature_names_in_
         negative_log_likelihood = 0.5 * (
             squared_error.sum(dim=1) / variance + n_features * torch.log(2 * math.pi * variance)
         )
-        kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).sum(dim=1)
         return (negative_log_likelihood + self.beta * kl).mean()
 
-    def _constant_loss(self, stats, scaling, share=1.0):
+    def _constant_loss(self, stats, scaling, share=1.0, layout=None):
         # The objective of a decoder whose squared error is share x the column means', with
         # its calibrated variance, and codes on the prior (no KL): 0.5 d (1 + log(2 pi v)),
-        # d the observed values per row.
+        # d the observed values per row; for a mixed table (standardised numbers: variance
+        # share), plus share x each categorical column's entropy at the training frequencies.
+        if layout is not None and layout.is_mixed:
+            observed = stats.observed / stats.n_rows
+            numbers = float(np.sum(observed[: layout.n_numeric]))
+            variance = max(share, MIN_DECODER_VARIANCE)
+            gaussian = 0.5 * numbers * (1.0 + math.log(2 * math.pi * variance))
+            starts = [start for start, _ in layout.blocks]
+            weights = observed[starts] if starts else []
+            return gaussian + share * float(np.dot(weights, entropies(stats, layout)))
         variance = max(share * _mean_variance(stats) / scaling.scale**2, MIN_DECODER_VARIANCE)
         n_features = stats.mean.shape[0]
         if stats.counts is not None:
@@ -223,3 +242,17 @@ input_scale_, device_, n_features_in_, feature_names_in_
         generator = torch.Generator().manual_seed(_draw_seed(random_state))
         codes = torch.randn((n_samples, self.n_components), generator=generator)
         return self.inverse_transform(codes.numpy().astype(np.float32))
+
+
+def _mixed_negative_log_likelihood(output, x, layout):
+    """Each row's negative log-likelihood under the decoder: a Gaussian's for its observed
+    (standardised) numbers, with the variance calibrated to the batch's mean squared error as
+    for numeric data, and a categorical distribution's for each observed category."""
+    terms, observed = cell_losses(output, x, layout, normalised=False)
+    m = layout.n_numeric
+    squared, seen = terms[:, :m], observed[:, :m]
+    mean_squared_error = squared.sum() / seen.sum().clamp_min(1)
+    variance = mean_squared_error.detach().clamp_min(MIN_DECODER_VARIANCE)
+    n_numbers = seen.sum(dim=1)
+    gaussian = 0.5 * (squared.sum(dim=1) / variance + n_numbers * torch.log(2 * math.pi * variance))
+    return gaussian + terms[:, m:].sum(dim=1)

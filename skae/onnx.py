@@ -288,6 +288,13 @@ def check_exportable(estimator):
         If ``n_components`` no longer matches the fitted network.
     """
     check_is_fitted(estimator)
+    if getattr(estimator.fit_plan_, "categorical", ()):
+        raise NotImplementedError(
+            f"Cannot export {type(estimator).__name__} to ONNX: it was fitted on a table with "
+            "categorical columns, whose one-hot encoding and softmax outputs the export does "
+            "not write yet. Encode the categories before skae (OneHotEncoder in a pipeline) "
+            "to export the whole pipeline."
+        )
     fitted = _input_width(estimator.decoder_)
     if fitted != estimator.n_components:
         raise ValueError(

@@ -341,7 +341,7 @@ def test_load_refuses_files_that_are_not_model_files_without_running_them(tmp_pa
 
 
 def as_version_3(document):
-    """A version 4 document as version 3 wrote it: the plan's network choices and batch size
+    """A version 5 document as version 3 wrote it: the plan's network choices and batch size
     as attributes of their own, no plan (tests/model_files_v3 holds files written by skae)."""
     plan = document["fitted"].pop("fit_plan_")
     document["format_version"] = 3
@@ -398,6 +398,22 @@ def test_version_2_files_load_with_the_parameters_added_since_at_their_defaults(
                 edit_document=lambda document: document["params"].pop("n_threads"),
             )
         )
+
+
+def test_version_4_files_load_without_categorical_columns(saved, tmp_path):
+    # Version 4 had no categorical_features parameter, nor categorical columns in its plans.
+    est, source = saved[AutoEncoderTransformer]
+
+    def as_version_4(document):
+        document["format_version"] = 4
+        del document["params"]["categorical_features"]
+        for name in ("categorical", "n_categories"):
+            del document["fitted"]["fit_plan_"][name]
+
+    loaded = skae.load(rewrite(source, tmp_path / "v4.safetensors", edit_document=as_version_4))
+    assert loaded.categorical_features == "from_dtype" and loaded.fit_plan_ == est.fit_plan_
+    assert not loaded.is_categorical_.any() and loaded.categories_ == []
+    assert_array_equal(loaded.transform(X), est.transform(X))
 
 
 @pytest.mark.parametrize("init", ["pca", "random"])
@@ -642,7 +658,9 @@ V3_FILES = pathlib.Path(__file__).parent / "model_files_v3"
     ["AutoEncoderTransformer", "AutoEncoderTransformer_missing",
      "VariationalAutoEncoderTransformer", "AutoEncoderOutlierDetector", "AutoEncoderImputer"],
 )  # fmt: skip
-def test_format_3_files_written_before_the_fit_plan_still_load_and_compute_the_same(name):
+def test_format_3_files_written_before_the_fit_plan_still_load_and_compute_the_same(
+    name, tmp_path
+):
     expected = json.loads((V3_FILES / "expected.json").read_text())[name]
     rng = np.random.default_rng(0)  # the data make.py fitted
     X_v3 = rng.random((40, 6)).astype(np.float32)
@@ -652,6 +670,11 @@ def test_format_3_files_written_before_the_fit_plan_still_load_and_compute_the_s
     loaded = skae.load(V3_FILES / f"{name}.safetensors")
     output = getattr(loaded, expected["method"])(data)
     np.testing.assert_allclose(output, expected["output"], rtol=1e-6, atol=1e-7)
+    # Saved again in today's format, it computes the same (a detector: without the neighbour
+    # term its file did not have).
+    loaded.save(tmp_path / "again.safetensors")
+    again = getattr(skae.load(tmp_path / "again.safetensors"), expected["method"])(data)
+    np.testing.assert_allclose(again, output, rtol=1e-6, atol=1e-7)
     # What the file's attributes tell of the plan; the rest was not recorded.
     plan = loaded.fit_plan_
     assert (plan.n_features, plan.n_components, plan.hidden_layer_sizes) == (6, 2, (8,))
