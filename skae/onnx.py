@@ -416,9 +416,10 @@ def _detector_shape(operator):
 
 def _detector_converter(scope, operator, container):
     """What AutoEncoderOutlierDetector.predict and decision_function compute, in float32: the
-    reconstruction error (relative to the row's root mean square on data in [0, 1]), the
-    squared Mahalanobis distance of the code (unless novelty) and the neighbour term, each over
-    its training median, and the offset."""
+    neighbour term (the reconstruction error's squared norm plus the code's neighbour
+    distance, relative to the row's root mean square on data in [0, 1]) and the squared
+    Mahalanobis distance of the code (unless novelty), each over its training median, and the
+    offset."""
     detector = operator.raw_operator
     g = GraphBuilder(scope, container)
     x = g.as_float32(operator.inputs[0])
@@ -444,24 +445,30 @@ def _detector_converter(scope, operator, container):
             return g.node("MatMul", [values, column])
 
     errors = row_mean(g.node("Mul", [residual, residual]))
+    relative = None  # one over the row's root mean square, on data in [0, 1]
     if detector.unit_interval_:
         energy = row_mean(g.node("Mul", [x, x]))
         floor = g.constant("energy_floor", [[ENERGY_FLOOR]])
-        errors = g.node("Div", [errors, g.node("Sqrt", [g.node("Add", [energy, floor])])])
+        relative = g.node("Reciprocal", [g.node("Sqrt", [g.node("Add", [energy, floor])])])
     # (z - mean)^T P (z - mean) as the squared norm of (z - mean) L, with P = L L^T.
     factor = np.linalg.cholesky(detector.code_precision_)
     centred = g.node("Sub", [codes, g.constant("code_mean", detector.code_mean_[None, :])])
     whitened = g.node("MatMul", [centred, g.constant("code_whitening", factor)])
     sums = g.constant("sums", np.ones((detector.n_components, 1)))
     distances = g.node("MatMul", [g.node("Mul", [whitened, whitened]), sums])
-    measure = g.node("Mul", [errors, g.constant("error_weight", [[1.0 / detector.error_scale_]])])
+    if detector.reference_codes_ is not None:
+        # The neighbour term: the error's squared norm plus the codes' neighbour distance.
+        size = g.constant("n_features", [[float(n_features)]])
+        term = g.node("Add", [g.node("Mul", [errors, size]), _neighbour_term(g, detector, codes)])
+        scale = detector.neighbour_scale_
+    else:  # a model file of format 4 or older: the error is a term of its own
+        term, scale = errors, detector.error_scale_
+    if relative is not None:
+        term = g.node("Mul", [term, relative])
+    measure = g.node("Mul", [term, g.constant("term_weight", [[1.0 / scale]])])
     if not detector.novelty:
         weight = g.constant("code_weight", [[1.0 / detector.code_scale_]])
         measure = g.node("Add", [measure, g.node("Mul", [distances, weight])])
-    if detector.reference_codes_ is not None:
-        neighbours = _neighbour_term(g, detector, codes)
-        weight = g.constant("neighbour_weight", [[1.0 / detector.neighbour_scale_]])
-        measure = g.node("Add", [measure, g.node("Mul", [neighbours, weight])])
     # decision_function = score_samples - offset_ = -(measure + offset_)
     decision = g.node("Neg", [g.node("Add", [measure, g.constant("offset", [[detector.offset_]])])])
     outlier = g.node("Cast", [g.node("Less", [decision, g.constant("zero", [[0.0]])])],
@@ -478,8 +485,8 @@ def _detector_converter(scope, operator, container):
 
 
 def _neighbour_term(g, detector, codes):
-    """The detector's neighbour term: each code's mean squared distance to its NEIGHBOURS
-    nearest reference codes, its own (a training row's) left out, as
+    """The code's part of the detector's neighbour term: its mean squared distance to its
+    NEIGHBOURS nearest reference codes, its own (a training row's) left out, as
     ``skae._outliers._nearest_references`` decides it, with a tolerance for float32 (the
     squared distances come from |z|^2 - 2 z.r + |r|^2, which rounds at about 1e-7 of |z|^2)."""
     reference = detector.reference_codes_

@@ -658,9 +658,7 @@ V3_FILES = pathlib.Path(__file__).parent / "model_files_v3"
     ["AutoEncoderTransformer", "AutoEncoderTransformer_missing",
      "VariationalAutoEncoderTransformer", "AutoEncoderOutlierDetector", "AutoEncoderImputer"],
 )  # fmt: skip
-def test_format_3_files_written_before_the_fit_plan_still_load_and_compute_the_same(
-    name, tmp_path
-):
+def test_format_3_files_written_before_the_fit_plan_still_load_and_compute_the_same(name, tmp_path):
     expected = json.loads((V3_FILES / "expected.json").read_text())[name]
     rng = np.random.default_rng(0)  # the data make.py fitted
     X_v3 = rng.random((40, 6)).astype(np.float32)
