@@ -40,6 +40,7 @@ from ._plan import (
     PlanRules,
     check_auto_or_int,
     check_auto_or_sizes,
+    is_auto,
     make_plan,
 )
 from ._scaling import AffineScaling, ColumnStats, column_statistics, input_scaling
@@ -128,7 +129,8 @@ class BaseAutoEncoder(BaseEstimator):
     _module_names = ("encoder_", "decoder_")
     # Choices of the plan kept as fitted attributes of their own, with a trailing underscore
     # (``fit_plan_`` holds them all).
-    _plan_attributes = ("hidden_layer_sizes", "output_activation", "mask_input", "batch_size")
+    _plan_attributes = ("n_components", "hidden_layer_sizes", "output_activation", "mask_input",
+                        "batch_size")  # fmt: skip
     # Whether running out of epochs while the training loss still falls warns (and suggests
     # a larger max_iter). An estimator whose training loss does not measure what it is for
     # turns this off.
@@ -219,7 +221,10 @@ class BaseAutoEncoder(BaseEstimator):
     # -- parameters ----------------------------------------------------------------------------
 
     def _check_params(self):
-        check_int("n_components", self.n_components, low=1)
+        if self._plan_rules().n_components is PlanRules.n_components:  # no "auto" rule
+            check_int("n_components", self.n_components, low=1)
+        else:
+            check_auto_or_int("n_components", self.n_components, low=1)
         check_auto_or_sizes(self.hidden_layer_sizes)
         check_option("activation", self.activation, tuple(ACTIVATIONS))
         check_option("output_activation", self.output_activation, ("auto", *OUTPUT_ACTIVATIONS))
@@ -579,7 +584,7 @@ class BaseAutoEncoder(BaseEstimator):
         expected = self._blueprint(
             replace(
                 self.fit_plan_,
-                n_components=self.n_components,
+                n_components=self._components_asked(),
                 activation=self.activation,
                 hidden_layer_sizes=tuple(hidden),
             )
@@ -687,13 +692,17 @@ class BaseAutoEncoder(BaseEstimator):
         check_is_fitted(self)
         modules = {name: getattr(self, name) for name in self._module_names}
         fitted_components = _input_width(modules["decoder_"])
-        if fitted_components != self.n_components:
+        if fitted_components != self._components_asked():
             raise ValueError(
                 f"The fitted network has {fitted_components} components but "
                 f"n_components={self.n_components}: n_components was changed after fit. "
                 "Set it back, or fit again."
             )
         return modules, AffineScaling(self.input_offset_, self.input_scale_, self.device_)
+
+    def _components_asked(self):
+        """The code size that n_components asks for now ("auto": as the fit resolved it)."""
+        return self.n_components_ if is_auto(self.n_components) else self.n_components
 
     def _map_rows(self, fn, X, n_out, missing="allow"):
         """``fn(modules, scaling, x)`` (x: rows in the user's units, a float32 tensor) applied

@@ -146,6 +146,8 @@ class PlanRules:
     # Whether the network reads the missing-value mask "always", or only "if missing" values
     # are in the training data.
     mask_input: str = "if missing"
+    # (value, n_features) -> the size of the codes (the transformers take no "auto").
+    n_components: Callable = lambda value, n_features: value
     # (value, n_samples, n_features, n_components) -> the hidden layers.
     hidden_layer_sizes: Callable = default_hidden_layer_sizes
     # (value, n_features, n_components) -> the weight of the error of observed values hidden
@@ -311,7 +313,8 @@ class FitPlan:
             ("data", data),
             (
                 "network",
-                f"{layers}{mark('hidden_layer_sizes')}, {self.activation}, "
+                f"{layers}{mark('hidden_layer_sizes')}, {self.n_components} codes"
+                f"{mark('n_components')}, {self.activation}, "
                 f"{self.output_activation} output{mark('output_activation')}",
             ),
             ("start", f"{start}{mark('init')}"),
@@ -355,9 +358,14 @@ def make_plan(rules, params, data, *, device, group, blueprint, full=True, previ
     """
     auto = set()
     if previous is None:
+        if is_auto(params["n_components"]):
+            auto.add("n_components")
+        n_components = rules.n_components(params["n_components"], data.n_features)
+        params = {**params, "n_components": n_components}
         network = plan_network(rules, params, data, full=full, auto=auto)
     else:
         network = previous.network()
+        params = {**params, "n_components": previous.n_components}
     batch_size = resolve_batch_size(params["batch_size"], data.n_samples)
     if full:
         validation_fraction = plan_validation(rules, params, data.n_samples, network)

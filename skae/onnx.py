@@ -296,7 +296,7 @@ def check_exportable(estimator):
             "to export the whole pipeline."
         )
     fitted = _input_width(estimator.decoder_)
-    if fitted != estimator.n_components:
+    if fitted != estimator._components_asked():
         raise ValueError(
             f"Cannot export {type(estimator).__name__}: the fitted network has {fitted} "
             f"components but n_components={estimator.n_components}. Set it back, or fit again."
@@ -454,7 +454,7 @@ def _detector_converter(scope, operator, container):
     factor = np.linalg.cholesky(detector.code_precision_)
     centred = g.node("Sub", [codes, g.constant("code_mean", detector.code_mean_[None, :])])
     whitened = g.node("MatMul", [centred, g.constant("code_whitening", factor)])
-    sums = g.constant("sums", np.ones((detector.n_components, 1)))
+    sums = g.constant("sums", np.ones((detector.n_components_, 1)))
     distances = g.node("MatMul", [g.node("Mul", [whitened, whitened]), sums])
     if detector.reference_codes_ is not None:
         # The neighbour term: the error's squared norm plus the codes' neighbour distance.
@@ -491,7 +491,7 @@ def _neighbour_term(g, detector, codes):
     squared distances come from |z|^2 - 2 z.r + |r|^2, which rounds at about 1e-7 of |z|^2)."""
     reference = detector.reference_codes_
     n_neighbours = min(NEIGHBOURS + 1, len(reference))
-    ones = g.constant("code_sums", np.ones((detector.n_components, 1)))
+    ones = g.constant("code_sums", np.ones((detector.n_components_, 1)))
     norms = g.node("MatMul", [g.node("Mul", [codes, codes]), ones])  # (N, 1)
     products = g.node("MatMul", [codes, g.constant("reference_codes_t", reference.T)])  # (N, M)
     reference_norms = g.constant("reference_norms", np.square(reference).sum(axis=1)[None, :])

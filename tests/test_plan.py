@@ -211,9 +211,11 @@ def test_each_estimator_states_its_own_rules(params):
     assert variant.validation_fraction is None and variant.max_iter == 182
     assert variant.stop_on_plateau == ("noise_type" not in params)  # denoisers: every epoch
     detector = plan_of(AutoEncoderOutlierDetector(), 1257, 64)
-    assert detector.max_iter == math.ceil(2000 / math.ceil(1257 / 39))  # its own budget
+    assert detector.max_iter == math.ceil(150 / math.ceil(1257 / 39))  # its own budget
     assert detector.output_activation == "identity"  # not clipped: it detected worse
-    assert detector.step == "autograd"  # the trimmed loss has no hand-written backward pass
+    assert detector.step == "backprop"  # the trimmed loss has a hand-written backward pass
+    assert detector.n_components == 8 and "n_components" in detector.auto
+    assert plan_of(AutoEncoderOutlierDetector(), 500, 6).n_components == 6  # narrow data
     imputer = plan_of(AutoEncoderImputer(), 1257, 64)
     assert imputer.mask_input and imputer.hidden_layer_sizes == (256, 256)
     assert imputer.hidden_weight == 3.0 and not imputer.stop_on_plateau
