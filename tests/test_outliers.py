@@ -381,9 +381,14 @@ def test_sparse_input(data):
 
 
 def test_no_warning_at_the_defaults_on_clean_data(data):
+    from sklearn.datasets import load_digits
+
+    images = load_digits().data / 16  # its short budget ends while the loss still falls
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         AutoEncoderOutlierDetector(random_state=0, device="cpu").fit(data[0])
+        AutoEncoderOutlierDetector(random_state=0, device="cpu").fit(images)
+        AutoEncoderOutlierDetector(random_state=0, device="cpu").fit(data[0][:, :5])  # narrow
 
 
 # -- the benchmark -----------------------------------------------------------------------------
