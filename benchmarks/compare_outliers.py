@@ -1,38 +1,36 @@
 """Outlier detection: AutoEncoderOutlierDetector at its defaults against the usual baselines.
 
-Two public protocols, in one run:
+Two public benchmarks, in one run:
 
 One-class images (Ruff et al., 2018, "Deep One-Class Classification"): for each digit, every
 method is fitted on the training images of that digit alone and scores the whole test set, that
 digit normal and the other nine anomalies; the AUROC per class and its mean over the classes.
---dataset fashion-mnist runs the same protocol on Fashion-MNIST's ten classes.
+--dataset fashion-mnist runs the same protocol on Fashion-MNIST's ten classes. Methods: the
+detector at its defaults and with novelty=True; PCA's reconstruction error at 8, 16 and 32
+components (those below the number of features); IsolationForest; kNN (mean distance to the 5
+nearest training rows); LocalOutlierFactor(novelty=True); PyOD's AutoEncoder at its defaults, if
+PyOD is installed (optional).
 
-Unsupervised tables (as ADBench): every method is fitted on all rows, outliers included, and
-scores those same rows; AUROC against the outlier labels, mean over --seeds subsamples (each
-seed draws the outliers kept and seeds the models):
-  breast_cancer  357 benign rows and malignant ones subsampled to 5% of the rows (19)
-  wine           classes 1 and 2 (119 rows) and 10 rows of class 0, as ODDS' "wine"
-  digits         scikit-learn's 8x8 digits 1-9 (1,619 rows) and digit 0 subsampled to 3% (50),
-                 as ODDS' "optdigits" (which uses the larger UCI set)
-Features are standardised (digits: pixels / 16) for every method.
+ADBench's classical tables (Han et al., NeurIPS 2022), read from DATA_HOME/adbench/*.npz, in two
+protocols, --seeds splits each (see _harness/adbench.py):
+  unsupervised  a stratified 70/30 split (at most 10,000 rows); every method fits the 70% with
+                its anomalies, without labels, and scores the 30%
+  novelty       half of the normal rows train; the other half and every anomaly test
+Methods: the detector at its defaults (and with novelty=True on clean rows), IsolationForest,
+LocalOutlierFactor(novelty=True), kNN (largest of the 5 distances, as PyOD's KNN), PCA's
+Mahalanobis distance, and ECOD and COPOD if PyOD is installed. The tables that the defaults were
+tuned on are marked (tuned_on); the others of the 28 development tables confirmed them.
 
-Methods: the detector at its defaults (only random_state set), and with support_fraction=1.0
-(every training row trusted: the setting for clean training rows, as novelty=True is LOF's);
-the reconstruction error of PCA with 8, 16 and 32 components (those below the number of
-features); IsolationForest; kNN (mean distance to the 5 nearest training rows, other than the
-row itself on the tables); LocalOutlierFactor (novelty=True on the images, its
-negative_outlier_factor_ on the tables); PyOD's AutoEncoder at its defaults, if PyOD is
-installed (an optional comparison). Also reported: each fit's time, and for the detector the
-share of rows fit_predict flags with contamination set to the true share of outliers (tables).
-
-Outputs, in --output-dir: compare_outliers_<dataset>.md/.csv/.json (one-class: methods x classes)
-and compare_outliers_tables.md/.csv/.json, rewritten after every fit; compare_outliers.png
-(AUROC per class and per table). --quick: 1,000 training images per class and 2,000 test images,
-2 table seeds, under 2 minutes on 2 cores.
+Outputs, in --output-dir: compare_outliers_<dataset>.md/.csv/.json and compare_outliers.png
+(one-class: methods x classes), compare_outliers_adbench.md/.csv/.json (per protocol: methods x
+tables, mean AUROC, mean rank, total seconds) and compare_outliers_adbench.png (each table's
+difference from IsolationForest or kNN, and from the best baseline), rewritten after every fit.
+--quick: 1,000 training images per class and 2,000 test images, 2 table seeds.
 
 Usage, from the repository root:
   python benchmarks/compare_outliers.py --quick
-  python benchmarks/compare_outliers.py --threads 2
+  python benchmarks/compare_outliers.py --threads 1
+  python benchmarks/compare_outliers.py --classes none          # ADBench only
 """
 
 from __future__ import annotations
