@@ -799,3 +799,65 @@ def test_one_busy_core_keeps_a_core_busy_while_it_lasts(scripts):
         assert busy.process.poll() is None
         assert min(_watch_idle_cores() for _ in range(3)) <= len(_usable_cores()) - 1
     assert busy.process.poll() is not None
+
+
+# -- the hole simulator (benchmarks/_harness/holes.py) -------------------------------------------
+
+
+@pytest.mark.parametrize("mechanism", ["MCAR", "MAR", "MNAR", "MNAR_self"])
+def test_simulated_holes_take_the_share_asked_for(scripts, mechanism):
+    X = np.random.default_rng(1).normal(size=(3000, 10)) @ np.eye(10, k=1) + 0.5
+    for share in (0.1, 0.2, 0.4):
+        mask = scripts["_harness"].simulate_holes(X, share, mechanism, seed=3)
+        assert mask.shape == X.shape and mask.dtype == bool
+        assert abs(mask.mean() - share) < 0.015, (share, mask.mean())
+
+
+def test_mar_holes_depend_on_the_fully_observed_columns_only(scripts):
+    simulate = scripts["_harness"].simulate_holes
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 10))
+    mask = simulate(X, 0.2, "MAR", seed=5)
+    observed = ~mask.any(axis=0)
+    assert observed.sum() == 3  # 30% of the columns, untouched
+    # Other values in the columns that lose entries: the same holes, bit for bit.
+    changed = X.copy()
+    changed[:, ~observed] = rng.normal(size=(2000, (~observed).sum())) * 5
+    assert np.array_equal(simulate(changed, 0.2, "MAR", seed=5), mask)
+    # Other values in the observed columns: other holes, and they follow those values.
+    moved = X.copy()
+    moved[:, observed] = rng.normal(size=(2000, 3))
+    assert not np.array_equal(simulate(moved, 0.2, "MAR", seed=5), mask)
+    logits = X[:, observed].sum(axis=1)  # every weight is positive
+    high = logits > np.median(logits)
+    assert mask[high].mean() > 1.5 * mask[~high].mean()
+
+
+def test_mnar_holes_depend_on_the_values_that_go_missing(scripts):
+    simulate = scripts["_harness"].simulate_holes
+    X = np.random.default_rng(0).normal(size=(4000, 6))
+    self_masked = simulate(X, 0.2, "MNAR_self", seed=2)
+    high = X > np.median(X, axis=0)  # every weight is positive: high values go missing more
+    assert self_masked[high].mean() > 1.5 * self_masked[~high].mean()
+    mask = simulate(X, 0.2, "MNAR", seed=2)
+    assert mask.all(axis=0).sum() == 0 and mask.any(axis=0).all()  # every column loses some
+    assert np.array_equal(simulate(X, 0.2, "MNAR", seed=2), mask)  # seeded
+
+
+@pytest.mark.parametrize("mechanism", ["MCAR", "MAR", "MNAR", "MNAR_self"])
+def test_only_mnar_holes_change_with_the_values_they_hide(scripts, mechanism):
+    """The definitions themselves: change only the values that went missing, column by
+    column, and redraw with the same seed. MCAR and MAR give the same holes every time (they
+    depend on observed values only); MNAR's change."""
+    simulate = scripts["_harness"].simulate_holes
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(500, 8))
+    mask = simulate(X, 0.2, mechanism, seed=7)
+    changes = []
+    for j in range(X.shape[1]):
+        hidden_changed = X.copy()
+        hidden_changed[mask[:, j], j] = rng.normal(size=mask[:, j].sum()) * 3
+        changes.append(not np.array_equal(simulate(hidden_changed, 0.2, mechanism, seed=7), mask))
+    assert any(changes) == mechanism.startswith("MNAR")
+    with pytest.raises(ValueError, match="complete"):
+        simulate(np.where(mask, np.nan, X), 0.2, "MAR")
