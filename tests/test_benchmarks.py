@@ -11,6 +11,7 @@ import itertools
 import json
 import math
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -861,3 +862,63 @@ def test_only_mnar_holes_change_with_the_values_they_hide(scripts, mechanism):
     assert any(changes) == mechanism.startswith("MNAR")
     with pytest.raises(ValueError, match="complete"):
         simulate(np.where(mask, np.nan, X), 0.2, "MAR")
+
+
+# -- compare_imputers.py's real tables --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compare_imputers():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(BENCHMARKS))
+        yield _load("compare_imputers")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # tiny budgets, few bars
+def test_compare_imputers_real_tables_run_on_penguins(compare_imputers, tmp_path, capsys):
+    status = compare_imputers.main(
+        ["--cases", "penguins", "--methods", "mean,knn,iterative_trees,autoencoder",
+         "--seeds", "1", "--max-iter", "2", "--quiet", "--output-dir", str(tmp_path)]
+    )  # fmt: skip
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"\| penguins +\| autoencoder +\| +1 \|", printed)
+    payload = json.loads((tmp_path / "compare_imputers_real.json").read_text())
+    assert payload["complete"] and len(payload["runs"]) == 4
+    assert "penguins" in payload["tables"]
+    for run in payload["runs"]:
+        assert 0 < run["nrmse"] < 2 and 0 <= run["pfc"] <= 1 and run["seconds"] >= 0
+    (skae,) = [run for run in payload["runs"] if run["method"] == "autoencoder"]
+    assert skae["contract"] == "kept"
+    assert (tmp_path / "compare_imputers_real.png").read_bytes()[:8] == PNG_MAGIC
+    assert not (tmp_path / "compare_imputers.json").exists()  # no numeric case asked for
+
+
+def test_real_tables_drop_ids_and_many_levelled_text_by_rule(compare_imputers):
+    frame, dropped = compare_imputers.load_real_table("MASS:Cars93")
+    assert set(dropped) == {"rownames", "Manufacturer", "Model", "Make"}
+    assert frame.shape == (93, 24) and frame.isna().to_numpy().sum() == 47
+    kinds = frame.dtypes.map(str).value_counts().to_dict()
+    assert kinds == {"float64": 18, "object": 6}
+    holed, hidden = compare_imputers.hide_cells(frame, 0)
+    assert not (hidden & frame.isna().to_numpy()).any()  # own holes are never scored
+    assert holed.isna().to_numpy().sum() == 47 + hidden.sum()
+    assert 0.15 < hidden.sum() / frame.notna().to_numpy().sum() < 0.25
+
+
+def test_the_frame_contract_check_catches_each_breach(compare_imputers):
+    frame, _ = compare_imputers.load_real_table("penguins")
+    holed, _ = compare_imputers.hide_cells(frame, 1)
+    check, Violation = compare_imputers.check_frame_contract, compare_imputers.ContractViolation
+    # The truth, its own holes filled with anything, keeps every observed cell: it passes.
+    filled = frame.apply(lambda column: column.fillna(column.dropna().iloc[0]))
+    check(holed, filled)
+    with pytest.raises(Violation, match="missing cells left"):
+        check(holed, holed)
+    changed = filled.copy()
+    row = holed["species"].first_valid_index()
+    changed.loc[row, "species"] = "Gentoo" if frame.at[row, "species"] != "Gentoo" else "Adelie"
+    with pytest.raises(Violation, match="species: 1 observed cells changed"):
+        check(holed, changed)
+    with pytest.raises(Violation, match="columns changed"):
+        check(holed, filled.iloc[:, 1:])
