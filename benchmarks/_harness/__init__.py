@@ -38,8 +38,8 @@ from .data import (
     subsample,
     swiss_roll,
 )
-from .holes import MECHANISMS, simulate_holes
 from .fitting import Fit, fixed_epoch_budget, runs, timed_fit
+from .holes import MECHANISMS, simulate_holes
 from .machine import (
     BUSY_CORES,
     PeakMemory,
