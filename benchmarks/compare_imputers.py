@@ -60,7 +60,9 @@ transform. Imputers:
                     filled code rounded and clipped to a valid one
   iterative_trees   the same with ExtraTreesRegressor(n_estimators=10)
   missforest        the missforest package (MissForest(categorical=...), its defaults:
-                    LightGBM) on ordinal codes, when it imports; slow (20-30 s on penguins)
+                    LightGBM) on ordinal codes, when it imports; slow (20-30 s on penguins),
+                    and at its defaults it fills categories with the mode: run only by
+                    --quick and by an explicit --methods
   miceforest        the miceforest package: ImputationKernel(random_state=seed,
                     mean_match_candidates=0), 5 iterations, one imputation, when it imports
   autoencoder       AutoEncoderImputer(random_state=seed) on the DataFrame as it is; its
@@ -172,9 +174,9 @@ def parse_args(argv=None):
     add = parser.add_argument
     add("--cases", type=comma_list(str, CASES), default=list(CASES),
         help=f"comma list of {','.join(CASES)} (default all)")  # fmt: skip
-    add("--methods", type=comma_list(str, ALL_METHODS), default=list(ALL_METHODS),
-        help=f"comma list of {','.join(ALL_METHODS)} (default all; missforest and "
-        "miceforest on the real tables only)")  # fmt: skip
+    add("--methods", type=comma_list(str, ALL_METHODS), default=None,
+        help=f"comma list of {','.join(ALL_METHODS)} (default all but missforest, which "
+        "--quick adds; missforest and miceforest run on the real tables only)")  # fmt: skip
     add("--mechanisms", type=comma_list(str, MECHANISMS), default=["MCAR"],
         help=f"the numeric cases' hole mechanisms, a comma list of {','.join(MECHANISMS)} "
         "(default MCAR)")  # fmt: skip
@@ -192,6 +194,10 @@ def parse_args(argv=None):
                           "tables, 2 for MNIST)")  # fmt: skip
     add_output_arguments(parser)
     args = parser.parse_args(argv)
+    if args.methods is None:
+        # missforest is slow and, at its defaults, fills categories with the mode (see the
+        # notes): only --quick and an explicit --methods run it.
+        args.methods = [m for m in ALL_METHODS if args.quick or m != "missforest"]
     if args.quick:
         args.seeds = 1
         args.cases = [c for c in args.cases if c != "mnist_50"]
@@ -470,7 +476,8 @@ def impute_real(method, holed, seed, args):
             table.columns = [f"c{j}" for j in range(table.shape[1])]  # LightGBM-safe names
             for j, column in enumerate(holed):
                 if column in categories:
-                    table[f"c{j}"] = pd.Categorical(holed[column], categories=levels[column])
+                    text = holed[column].map(lambda v: v if pd.isna(v) else str(v))
+                    table[f"c{j}"] = pd.Categorical(text, categories=levels[column])
             # One imputation by LightGBM's predictions (no mean matching): the single-
             # imputation form the others are scored in. (Mean matching also fails with
             # LightGBM 4.7: Booster.__inner_predict's signature changed.)

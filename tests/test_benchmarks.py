@@ -922,3 +922,15 @@ def test_the_frame_contract_check_catches_each_breach(compare_imputers):
         check(holed, changed)
     with pytest.raises(Violation, match="columns changed"):
         check(holed, filled.iloc[:, 1:])
+
+
+def test_compare_imputers_default_and_quick_runs_pick_their_methods_and_tables(compare_imputers):
+    parse = compare_imputers.parse_args
+    full, quick = parse([]), parse(["--quick"])
+    assert "missforest" not in full.methods and "miceforest" in full.methods
+    assert "missforest" in quick.methods
+    assert set(compare_imputers.TABLES) <= set(full.cases) and full.mechanisms == ["MCAR"]
+    assert [c for c in quick.cases if c in compare_imputers.TABLES] == list(
+        compare_imputers.QUICK_TABLES
+    )
+    assert parse(["--quick", "--methods", "knn"]).methods == ["knn"]
