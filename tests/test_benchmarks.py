@@ -11,6 +11,7 @@ import itertools
 import json
 import math
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -799,3 +800,137 @@ def test_one_busy_core_keeps_a_core_busy_while_it_lasts(scripts):
         assert busy.process.poll() is None
         assert min(_watch_idle_cores() for _ in range(3)) <= len(_usable_cores()) - 1
     assert busy.process.poll() is not None
+
+
+# -- the hole simulator (benchmarks/_harness/holes.py) -------------------------------------------
+
+
+@pytest.mark.parametrize("mechanism", ["MCAR", "MAR", "MNAR", "MNAR_self"])
+def test_simulated_holes_take_the_share_asked_for(scripts, mechanism):
+    X = np.random.default_rng(1).normal(size=(3000, 10)) @ np.eye(10, k=1) + 0.5
+    for share in (0.1, 0.2, 0.4):
+        mask = scripts["_harness"].simulate_holes(X, share, mechanism, seed=3)
+        assert mask.shape == X.shape and mask.dtype == bool
+        assert abs(mask.mean() - share) < 0.015, (share, mask.mean())
+
+
+def test_mar_holes_depend_on_the_fully_observed_columns_only(scripts):
+    simulate = scripts["_harness"].simulate_holes
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 10))
+    mask = simulate(X, 0.2, "MAR", seed=5)
+    observed = ~mask.any(axis=0)
+    assert observed.sum() == 3  # 30% of the columns, untouched
+    # Other values in the columns that lose entries: the same holes, bit for bit.
+    changed = X.copy()
+    changed[:, ~observed] = rng.normal(size=(2000, (~observed).sum())) * 5
+    assert np.array_equal(simulate(changed, 0.2, "MAR", seed=5), mask)
+    # Other values in the observed columns: other holes, and they follow those values.
+    moved = X.copy()
+    moved[:, observed] = rng.normal(size=(2000, 3))
+    assert not np.array_equal(simulate(moved, 0.2, "MAR", seed=5), mask)
+    logits = X[:, observed].sum(axis=1)  # every weight is positive
+    high = logits > np.median(logits)
+    assert mask[high].mean() > 1.5 * mask[~high].mean()
+
+
+def test_mnar_holes_depend_on_the_values_that_go_missing(scripts):
+    simulate = scripts["_harness"].simulate_holes
+    X = np.random.default_rng(0).normal(size=(4000, 6))
+    self_masked = simulate(X, 0.2, "MNAR_self", seed=2)
+    high = X > np.median(X, axis=0)  # every weight is positive: high values go missing more
+    assert self_masked[high].mean() > 1.5 * self_masked[~high].mean()
+    mask = simulate(X, 0.2, "MNAR", seed=2)
+    assert mask.all(axis=0).sum() == 0 and mask.any(axis=0).all()  # every column loses some
+    assert np.array_equal(simulate(X, 0.2, "MNAR", seed=2), mask)  # seeded
+
+
+@pytest.mark.parametrize("mechanism", ["MCAR", "MAR", "MNAR", "MNAR_self"])
+def test_only_mnar_holes_change_with_the_values_they_hide(scripts, mechanism):
+    """The definitions themselves: change only the values that went missing, column by
+    column, and redraw with the same seed. MCAR and MAR give the same holes every time (they
+    depend on observed values only); MNAR's change."""
+    simulate = scripts["_harness"].simulate_holes
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(500, 8))
+    mask = simulate(X, 0.2, mechanism, seed=7)
+    changes = []
+    for j in range(X.shape[1]):
+        hidden_changed = X.copy()
+        hidden_changed[mask[:, j], j] = rng.normal(size=mask[:, j].sum()) * 3
+        changes.append(not np.array_equal(simulate(hidden_changed, 0.2, mechanism, seed=7), mask))
+    assert any(changes) == mechanism.startswith("MNAR")
+    with pytest.raises(ValueError, match="complete"):
+        simulate(np.where(mask, np.nan, X), 0.2, "MAR")
+
+
+# -- compare_imputers.py's real tables --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compare_imputers():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(BENCHMARKS))
+        yield _load("compare_imputers")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # tiny budgets, few bars
+def test_compare_imputers_real_tables_run_on_penguins(compare_imputers, tmp_path, capsys):
+    status = compare_imputers.main(
+        ["--cases", "penguins", "--methods", "mean,knn,iterative_trees,autoencoder",
+         "--seeds", "1", "--max-iter", "2", "--quiet", "--output-dir", str(tmp_path)]
+    )  # fmt: skip
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"\| penguins +\| autoencoder +\| +1 \|", printed)
+    payload = json.loads((tmp_path / "compare_imputers_real.json").read_text())
+    assert payload["complete"] and len(payload["runs"]) == 4
+    assert "penguins" in payload["tables"]
+    for run in payload["runs"]:
+        assert 0 < run["nrmse"] < 2 and 0 <= run["pfc"] <= 1 and run["seconds"] >= 0
+    (skae,) = [run for run in payload["runs"] if run["method"] == "autoencoder"]
+    assert skae["contract"] == "kept"
+    assert (tmp_path / "compare_imputers_real.png").read_bytes()[:8] == PNG_MAGIC
+    assert not (tmp_path / "compare_imputers.json").exists()  # no numeric case asked for
+
+
+def test_real_tables_drop_ids_and_many_levelled_text_by_rule(compare_imputers):
+    frame, dropped = compare_imputers.load_real_table("MASS:Cars93")
+    assert set(dropped) == {"rownames", "Manufacturer", "Model", "Make"}
+    assert frame.shape == (93, 24) and frame.isna().to_numpy().sum() == 47
+    kinds = frame.dtypes.map(str).value_counts().to_dict()
+    assert kinds == {"float64": 18, "object": 6}
+    holed, hidden = compare_imputers.hide_cells(frame, 0)
+    assert not (hidden & frame.isna().to_numpy()).any()  # own holes are never scored
+    assert holed.isna().to_numpy().sum() == 47 + hidden.sum()
+    assert 0.15 < hidden.sum() / frame.notna().to_numpy().sum() < 0.25
+
+
+def test_the_frame_contract_check_catches_each_breach(compare_imputers):
+    frame, _ = compare_imputers.load_real_table("penguins")
+    holed, _ = compare_imputers.hide_cells(frame, 1)
+    check, Violation = compare_imputers.check_frame_contract, compare_imputers.ContractViolation
+    # The truth, its own holes filled with anything, keeps every observed cell: it passes.
+    filled = frame.apply(lambda column: column.fillna(column.dropna().iloc[0]))
+    check(holed, filled)
+    with pytest.raises(Violation, match="missing cells left"):
+        check(holed, holed)
+    changed = filled.copy()
+    row = holed["species"].first_valid_index()
+    changed.loc[row, "species"] = "Gentoo" if frame.at[row, "species"] != "Gentoo" else "Adelie"
+    with pytest.raises(Violation, match="species: 1 observed cells changed"):
+        check(holed, changed)
+    with pytest.raises(Violation, match="columns changed"):
+        check(holed, filled.iloc[:, 1:])
+
+
+def test_compare_imputers_default_and_quick_runs_pick_their_methods_and_tables(compare_imputers):
+    parse = compare_imputers.parse_args
+    full, quick = parse([]), parse(["--quick"])
+    assert "missforest" not in full.methods and "miceforest" in full.methods
+    assert "missforest" in quick.methods
+    assert set(compare_imputers.TABLES) <= set(full.cases) and full.mechanisms == ["MCAR"]
+    assert [c for c in quick.cases if c in compare_imputers.TABLES] == list(
+        compare_imputers.QUICK_TABLES
+    )
+    assert parse(["--quick", "--methods", "knn"]).methods == ["knn"]

@@ -226,7 +226,7 @@ def test_benchmark_script_runs(tmp_path, monkeypatch, capsys):
                          "--output-dir", str(out)])  # fmt: skip
     assert status == 0
     printed = capsys.readouterr().out
-    assert "| breast_cancer | autoencoder |     2 |" in printed
+    assert "| breast_cancer | MCAR      | autoencoder |     2 |" in printed
     payload = json.loads((out / "compare_imputers.json").read_text())
     assert payload["complete"] and len(payload["runs"]) == 6
     assert all(0 < run["rmse"] < 0.5 for run in payload["runs"])

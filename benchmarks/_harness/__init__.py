@@ -12,6 +12,8 @@ A benchmark script is its protocol and little else:
   Ctrl-C stops the run) and ``runs`` (a bar over the runs);
 - ``report``: ``Report``, whose CSV, JSON and markdown are rewritten atomically after every row,
   so a killed run keeps every row it finished;
+- ``holes``: where the holes go: MCAR, MAR and MNAR (``simulate_holes``), the same for every
+  imputer;
 - ``figures``: bars and lines per method with whiskers, differences from a reference, captions.
 """
 
@@ -37,6 +39,7 @@ from .data import (
     swiss_roll,
 )
 from .fitting import Fit, fixed_epoch_budget, runs, timed_fit
+from .holes import MECHANISMS, simulate_holes
 from .machine import (
     BUSY_CORES,
     PeakMemory,
