@@ -60,9 +60,9 @@ transform. Imputers:
                     filled code rounded and clipped to a valid one
   iterative_trees   the same with ExtraTreesRegressor(n_estimators=10)
   missforest        the missforest package (MissForest(categorical=...), its defaults:
-                    LightGBM) on ordinal codes, when it imports; slow (20-30 s on penguins),
-                    and at its defaults it fills categories with the mode: run only by
-                    --quick and by an explicit --methods
+                    LightGBM, which takes both cores whatever the thread cap) on ordinal
+                    codes, when it imports; at its defaults it fills categories with the
+                    mode (see the notes): run only by --quick and by an explicit --methods
   miceforest        the miceforest package: ImputationKernel(random_state=seed,
                     mean_match_candidates=0), 5 iterations, one imputation, when it imports
   autoencoder       AutoEncoderImputer(random_state=seed) on the DataFrame as it is; its
@@ -195,8 +195,8 @@ def parse_args(argv=None):
     add_output_arguments(parser)
     args = parser.parse_args(argv)
     if args.methods is None:
-        # missforest is slow and, at its defaults, fills categories with the mode (see the
-        # notes): only --quick and an explicit --methods run it.
+        # missforest, at its defaults, fills categories with the mode and takes 5 minutes a
+        # fit on ames (see the notes): only --quick and an explicit --methods run it.
         args.methods = [m for m in ALL_METHODS if args.quick or m != "missforest"]
     if args.quick:
         args.seeds = 1
