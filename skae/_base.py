@@ -170,7 +170,7 @@ class BaseAutoEncoder(BaseEstimator):
         (``layout``), ``share`` times the mixed loss of the means and frequencies."""
         if layout is not None and layout.is_mixed:
             return share * constant_loss(stats, layout)
-        return share * _mean_variance(stats) / scaling.scale**2
+        return share * _mean_variance(stats, scaling.scale)
 
     def _fitted_extras(self, state, X, group):
         """Fitted attributes of the subclass's own, computed once training has ended."""
@@ -988,12 +988,14 @@ def _share_to_beat(n_components, n_features):
     return 1.0 - 0.5 * min(n_components, n_features) / n_features
 
 
-def _mean_variance(stats):
-    """The mean over features of their variance: the mean squared error of the column means
+def _mean_variance(stats, scale=1.0):
+    """The mean over features of their variance in the model's units (the features divided
+    by ``scale``, one number or one per feature): the mean squared error of the column means
     (with missing values, over the observed entries)."""
+    deviations = stats.squared_deviations / np.square(scale)
     if stats.counts is None:
-        return float(np.mean(stats.squared_deviations / stats.n_rows))
-    return float(np.sum(stats.squared_deviations) / max(1.0, float(np.sum(stats.counts))))
+        return float(np.mean(deviations / stats.n_rows))
+    return float(np.sum(deviations) / max(1.0, float(np.sum(stats.counts))))
 
 
 def _with_mask_input(modules, fill):

@@ -261,8 +261,14 @@ n_features_in_, feature_names_in_
         # and as well on the tables (see Notes). The values to impute come at transform,
         # whatever fit saw, so the network always reads the missing-value mask; and training
         # runs the whole schedule (see early_stopping above).
+        # Numbers outside [0, 1] standardised per column: an imputer answers each column in its
+        # own units, and one overall scale let the widest columns drown the others (NRMSE,
+        # 20% MCAR, 3 seeds, raw units: breast_cancer 25.6 -> 0.354, wine 0.978 -> 0.711,
+        # penguins' numbers 0.667 -> 0.597, diabetes 0.680 -> 0.669; IterativeImputer 0.358,
+        # 0.752, 0.680, 0.647).
         return PlanRules(
             mask_input="always",
+            standardise=True,
             stop_on_plateau=False,
             hidden_layer_sizes=_auto_hidden_layer_sizes,
             hidden_weight=_auto_hidden_weight,

@@ -583,7 +583,8 @@ def _check_plan(plan, params, n_features):
         or not all(is_int(k, 0) for k in n_categories)
     ):
         refuse("n_categories")
-    if (plan.scaling == "standardised") != bool(categorical):
+    # Mixed tables are standardised; so may numeric ones be (the imputer's).
+    if categorical and plan.scaling != "standardised":
         refuse("scaling")
     if not isinstance(plan.auto, tuple) or not all(isinstance(a, str) for a in plan.auto):
         refuse("auto")

@@ -137,6 +137,9 @@ class PlanRules:
     # [0, 1] on data in [0, 1] (see resolve_output_activation).
     linear_pca_output: bool = True
     clip_unit_interval: bool = True
+    # Whether numeric data outside [0, 1] is standardised per column (else centred and divided
+    # by one overall scale; see skae._scaling.input_scaling).
+    standardise: bool = False
     # Whether init="auto" may start at PCA's solution (else it starts at random).
     pca_start: bool = True
     # Whether early_stopping="auto" may hold out a validation split.
@@ -280,7 +283,9 @@ class FitPlan:
         if self.scaling == "none":
             scaling = "in their own units (in [0, 1])"
         elif self.scaling == "standardised":
-            scaling = "numbers standardised per column, categories one-hot"
+            scaling = "numbers standardised per column" + (
+                ", categories one-hot" if self.categorical else ""
+            )
         else:
             scaling = "centred per feature, divided by one overall scale"
         mask = "with their missing-value mask" if self.mask_input else "no missing-value mask"
@@ -456,19 +461,23 @@ def plan_network(rules, params, data, *, full, auto):
         "init": init,
         "hidden_layer_sizes": hidden,
         "output_activation": output_activation,
-        "scaling": _scaling(output_activation, data),
+        "scaling": _scaling(output_activation, data, standardise=rules.standardise),
         "mask_input": mask_input,
         "hidden_weight": float(hidden_weight),
     }
 
 
-def _scaling(output_activation, data):
+def _scaling(output_activation, data, *, standardise=False):
     """``FitPlan.scaling``: "standardised" for tables with categorical columns, whose loss
     weighs every column alike (see skae._tabular); else "none" for data in [0, 1] behind a
-    bounded output, "centred" otherwise."""
+    bounded output; else, where the rules ``standardise``, "standardised" for data outside
+    [0, 1] (columns in units of their own; those in [0, 1], pixels, share theirs), "centred"
+    otherwise."""
     if data.categorical:
         return "standardised"
-    return "none" if output_activation in UNIT_INTERVAL_OUTPUTS else "centred"
+    if output_activation in UNIT_INTERVAL_OUTPUTS:
+        return "none"
+    return "standardised" if standardise and not data.in_unit_interval else "centred"
 
 
 def resolve_output_activation(init, data, *, linear=True, clip=True):

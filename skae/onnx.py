@@ -239,21 +239,30 @@ def _input_width(module):
 # -- the pieces of an estimator's graphs -------------------------------------------------------
 
 
+def _input_scale(estimator):
+    """``input_scale_`` as a float32 row (one number, or one per feature where the data was
+    standardised per column), or None where it is 1 everywhere."""
+    scale = np.atleast_1d(np.asarray(estimator.input_scale_, dtype=np.float32))
+    return None if np.all(scale == 1.0) else scale[None, :]
+
+
 def emit_to_model(g, estimator, x):
     """``(x - input_offset_) / input_scale_``: the user's units to the model's (float32 ``x``)."""
     offset = np.asarray(estimator.input_offset_, dtype=np.float32)
-    if not offset.any() and estimator.input_scale_ == 1.0:
+    scale = _input_scale(estimator)
+    if not offset.any() and scale is None:
         return x  # data in [0, 1] keep their units
     centred = g.node("Sub", [x, g.constant("input_offset", offset[None, :])])
-    return g.node("Div", [centred, g.constant("input_scale", estimator.input_scale_)])
+    return centred if scale is None else g.node("Div", [centred, g.constant("input_scale", scale)])
 
 
 def emit_to_user(g, estimator, x):
     """``x * input_scale_ + input_offset_``: the model's units back to the user's."""
     offset = np.asarray(estimator.input_offset_, dtype=np.float32)
-    if not offset.any() and estimator.input_scale_ == 1.0:
+    scale = _input_scale(estimator)
+    if not offset.any() and scale is None:
         return x
-    scaled = g.node("Mul", [x, g.constant("input_scale", estimator.input_scale_)])
+    scaled = x if scale is None else g.node("Mul", [x, g.constant("input_scale", scale)])
     return g.node("Add", [scaled, g.constant("input_offset", offset[None, :])])
 
 

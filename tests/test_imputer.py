@@ -62,6 +62,24 @@ def test_imputes_digits_better_than_the_column_means():
     assert error < 0.7 * mean_error
 
 
+def test_columns_in_their_own_units_are_standardised_and_filled_in_them():
+    """Numbers outside [0, 1] are standardised per column: with one overall scale, the widest
+    columns drown the others (the narrowest ones then filled worse than their mean)."""
+    rng = np.random.default_rng(0)
+    factors = rng.normal(size=(500, 2))
+    X = factors @ rng.normal(size=(2, 6)) + 0.1 * rng.normal(size=(500, 6))
+    X = X * np.array([0.01, 0.1, 1, 10, 100, 1000]) + 5  # same structure, different units
+    X_missing, holes = with_holes(X)
+    imputer = AutoEncoderImputer(max_iter=30, random_state=0, device="cpu").fit(X_missing)
+    assert imputer.fit_plan_.scaling == "standardised" and imputer.input_scale_.shape == (6,)
+    filled = imputer.transform(X_missing)
+    errors = np.sqrt((((filled - X) * holes) ** 2).sum(axis=0) / holes.sum(axis=0)) / X.std(axis=0)
+    assert errors.max() < 1  # every column, the narrowest too, below its mean (centred: 41)
+    assert_array_equal(filled[~holes], X[~holes])
+    # Data in [0, 1] (pixels) share their units, as before.
+    assert small().fit(with_holes(DIGITS[:200])[0]).fit_plan_.scaling == "centred"
+
+
 @pytest.mark.parametrize(
     ("n_rows", "n_features", "expected"),
     [(999, 20, (256,)), (1000, 20, (256, 256)), (999, 300, (256, 128)), (1000, 300, (256, 256))],

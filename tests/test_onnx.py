@@ -390,12 +390,15 @@ def data_with_holes(seed=0):
 @pytest.mark.parametrize(
     "params",
     [{}, {"add_indicator": True}, {"keep_empty_features": True, "add_indicator": True},
-     {"init": "pca"}, {"missing_values": -1.0}],
+     {"init": "pca"}, {"missing_values": -1.0}, {"units": True}],
     ids=str,
 )  # fmt: skip
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_imputer_matches_transform(params, dtype):
     X = data_with_holes().astype(dtype)
+    params = dict(params)
+    if params.pop("units", False):  # columns in units of their own: standardised per column
+        X = (X * np.geomspace(0.01, 1000, X.shape[1]) + 50).astype(dtype)
     if "missing_values" in params:
         X = np.where(np.isnan(X), params["missing_values"], X).astype(dtype)
     imputer = skae.AutoEncoderImputer(
