@@ -366,7 +366,7 @@ def tables_plot(frame, machine, args):
         ax.set_title(f"{protocol} (mean over seeds)")
         ax.legend(fontsize=8, loc="lower right")
     quick = " (quick run)" if args.quick else ""
-    caption = machine_caption(machine) + "; * = a table the defaults were tuned on"
+    caption = machine_caption(machine) + "\n* a table the defaults were tuned on"
     title_and_caption(fig, f"ADBench: where skae wins and loses, table by table{quick}", caption)
     return fig
 
