@@ -16,6 +16,7 @@ from ._autoencoder import AutoEncoderModel
 from ._base import _input_width
 from ._missing import masked_squared_error, reads_mask, row_squared_errors
 from ._persistence import register
+from ._plan import is_auto
 from ._tabular import layout_of, row_losses
 from ._threads import choose_threads, inference_flops, torch_threads, training_flops
 from ._training import INFERENCE_CHUNK_ROWS, iter_chunks
@@ -328,14 +329,11 @@ device_, n_features_in_, feature_names_in_, is_categorical_, categories_
         # measures distances, which such codes keep (the neighbour term is then kNN's distance).
         pass
 
-    def _trims(self):
-        return self.support_fraction < 1.0
-
     def _keep_fraction(self):
         return self.support_fraction
 
     def _reconstruction_loss(self, state, output, x, x_in):
-        if not self._trims():
+        if self._keep_fraction() == 1.0:
             return super()._reconstruction_loss(state, output, x, x_in)
         # The mean error of the batch's support_fraction best-reconstructed rows.
         layout = layout_of(state.plan)
@@ -597,19 +595,18 @@ device_, n_features_in_, feature_names_in_, is_categorical_, categories_
                 relative = 1.0 / torch.sqrt(energy + ENERGY_FLOOR)
             return observed, relative
 
-        def split_errors(x):
+        def split_errors(x, observed, relative):
             x_model = scaling.to_model(x)
             error = self._decode(modules, encoder(x_model)) - x_model
             if mask is not None:
                 error = error.masked_fill(torch.isnan(x), 0.0)
-            observed, relative = row_factors(x)
             # The neighbour term holds the squared norm: the mean over observed entries
             # times the number of features.
             size = 1.0 if reference_codes is None else x.shape[1]
             shares = error.square() * (size * relative / observed)[:, None]
             return shares / error_scale
 
-        def split_code_term(x):
+        def split_code_term(x, relative):
             x_model = scaling.to_model(x)
             end = x_model if mask is None else mask(x_model)
             change = end - start
@@ -621,7 +618,6 @@ device_, n_features_in_, feature_names_in_, is_categorical_, categories_
                 codes = network(end).detach().cpu().double().numpy()
                 own = torch.as_tensor(_nearest_references(codes, self.reference_codes_)[2])
                 own = own.to(device)
-            _, relative = row_factors(x)
             # The row's term (its own reference code left out all along the path).
             term = code_term(end, own, relative).detach()
             path_own = None if own is None else own.repeat(n_steps)  # the path is step-major
@@ -655,8 +651,9 @@ device_, n_features_in_, feature_names_in_, is_categorical_, categories_
                 for offset, x in zip(range(0, len(chunk), rows), chunk.split(rows), strict=True):
                     where = slice(first + offset, first + offset + len(x))
                     x = x.to(dtype)
-                    errors[where] = split_errors(x).detach().cpu().double().numpy()
-                    codes[where] = split_code_term(x).detach().cpu().double().numpy()
+                    observed, relative = row_factors(x)
+                    errors[where] = split_errors(x, observed, relative).detach().cpu().numpy()
+                    codes[where] = split_code_term(x, relative).detach().cpu().numpy()
         return errors, codes
 
     def decision_function(self, X):
@@ -701,9 +698,10 @@ device_, n_features_in_, feature_names_in_, is_categorical_, categories_
         restored.setdefault("neighbour_scale_", None)
         if restored["reference_codes_"] is not None and not len(restored["reference_codes_"]):
             raise ValueError("Invalid reference_codes_ in the model file: no rows.")
-        for name in ("error_scale_", "code_scale_", "neighbour_scale_", "offset_"):
-            if values.get(name) is None and name == "neighbour_scale_":
-                continue  # a file from before the neighbour term, or a detector loaded from one
+        # neighbour_scale_ is absent (or None) in a file from before the neighbour term, or
+        # from a detector loaded from one.
+        optional = () if values.get("neighbour_scale_") is None else ("neighbour_scale_",)
+        for name in ("error_scale_", "code_scale_", "offset_", *optional):
             value = values[name]
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"Invalid {name}={value!r} in the model file.")
@@ -718,15 +716,19 @@ device_, n_features_in_, feature_names_in_, is_categorical_, categories_
 
 def _auto_components(value, n_features):
     """n_components, with "auto" = at most ``AUTO_COMPONENTS``, and no more than the features."""
-    return min(AUTO_COMPONENTS, n_features) if isinstance(value, str) else value
+    return min(AUTO_COMPONENTS, n_features) if is_auto(value) else value
+
+
+def _relative(values, parts, unit_interval):
+    """Per-row ``values`` relative to the rows' root mean square on data in [0, 1]."""
+    if unit_interval:
+        return values / np.sqrt(parts[:, 1] + ENERGY_FLOOR)
+    return values
 
 
 def _relative_errors(parts, unit_interval):
     """The reconstruction errors, relative to the rows' root mean square on data in [0, 1]."""
-    errors = parts[:, 0]
-    if unit_interval:
-        return errors / np.sqrt(parts[:, 1] + ENERGY_FLOOR)
-    return errors
+    return _relative(parts[:, 0], parts, unit_interval)
 
 
 def _robust_gaussian(codes, support_fraction):
@@ -826,7 +828,4 @@ def _neighbour_distances(parts, reference, unit_interval, n_features):
     plus the code's mean squared distance to its nearest reference codes; relative to the
     row's root mean square on data in [0, 1], as the error is."""
     nearest = _nearest_references(parts[:, 2:], reference)[0].mean(axis=1)
-    term = parts[:, 0] * n_features + nearest
-    if unit_interval:
-        return term / np.sqrt(parts[:, 1] + ENERGY_FLOOR)
-    return term
+    return _relative(parts[:, 0] * n_features + nearest, parts, unit_interval)

@@ -205,7 +205,7 @@ input_scale_, device_, n_features_in_, feature_names_in_, is_categorical_, categ
             starts = [start for start, _ in layout.blocks]
             weights = observed[starts] if starts else []
             return gaussian + share * float(np.dot(weights, entropies(stats, layout)))
-        variance = max(share * _mean_variance(stats) / scaling.scale**2, MIN_DECODER_VARIANCE)
+        variance = max(share * _mean_variance(stats, scaling.scale), MIN_DECODER_VARIANCE)
         n_features = stats.mean.shape[0]
         if stats.counts is not None:
             n_features = float(np.sum(stats.counts)) / stats.n_rows
