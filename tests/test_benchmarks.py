@@ -6,6 +6,7 @@ Nothing here reads the real MNIST files: the data home is always an explicit emp
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import itertools
 import json
@@ -934,3 +935,13 @@ def test_compare_imputers_default_and_quick_runs_pick_their_methods_and_tables(c
         compare_imputers.QUICK_TABLES
     )
     assert parse(["--quick", "--methods", "knn"]).methods == ["knn"]
+
+
+def test_held_out_numeric_cases_load_complete_and_scaled(compare_imputers):
+    shapes = {"boston": (506, 14), "auto": (392, 8), "birthwt": (189, 10)}
+    for case, shape in shapes.items():
+        X, _, described = compare_imputers.load_case(case, argparse.Namespace(quick=False))
+        assert X.shape == shape and described.startswith(case)
+        assert not np.isnan(X).any()
+        np.testing.assert_allclose(X.min(axis=0), 0, atol=1e-12)
+        np.testing.assert_allclose(X.max(axis=0), 1, atol=1e-12)
