@@ -161,6 +161,9 @@ class PlanRules:
     # VAE's codes), which a captured CUDA graph would replay frozen.
     backprop: bool = False
     random_loss: bool = False
+    # The share of each batch's rows that a denoiser's input noise corrupts (the others are
+    # shown clean); see AutoEncoderModel._plan_rules.
+    noisy_share: float = 1.0
 
 
 # -- the plan --------------------------------------------------------------------------------
@@ -180,8 +183,10 @@ class FitPlan:
     The training of this call: ``batch_size`` (summed over the processes), ``max_iter``
     (epochs; 1 for partial_fit), ``learning_rate_init`` and ``learning_rate`` (the schedule),
     ``validation_fraction`` (held out for early stopping, or None), ``stop_on_plateau`` with
-    ``n_iter_no_change`` and ``tol``, and ``step`` (one of ``STEPS``). Where: ``device``,
-    ``n_threads`` (torch's CPU threads per process; None off the CPU) and ``n_processes``.
+    ``n_iter_no_change`` and ``tol``, ``step`` (one of ``STEPS``) and ``noisy_share`` (the
+    share of each batch's rows that a denoiser's input noise corrupts; 1 without noise).
+    Where: ``device``, ``n_threads`` (torch's CPU threads per process; None off the CPU) and
+    ``n_processes``.
     ``auto`` names the choices that an "auto" parameter made.
 
     The columns: ``n_features`` columns, of which ``categorical`` (indices) are read one-hot,
@@ -214,12 +219,15 @@ class FitPlan:
     auto: tuple = field(default=())
     categorical: tuple = field(default=())
     n_categories: tuple = field(default=())
+    noisy_share: float = 1.0
 
     # What a continuing fit keeps of the plan that built its network.
     NETWORK = ("init", "hidden_layer_sizes", "output_activation", "scaling", "mask_input",
                "hidden_weight")  # fmt: skip
     # Fields added since format version 4, and their values in plans of older files.
     SINCE_VERSION_5 = {"categorical": (), "n_categories": ()}
+    # ... since format version 5: before it, a denoiser's noise corrupted every row.
+    SINCE_VERSION_6 = {"noisy_share": 1.0}
 
     @property
     def early_stopping(self):
@@ -298,6 +306,9 @@ class FitPlan:
                 f"{self.validation_fraction:.0%} held out{mark('validation_fraction')}, "
                 "the best epoch kept"
             )
+        noise = ""
+        if self.noisy_share != 1.0:
+            noise = f"; input noise on {self.noisy_share:.0%} of each batch's rows"
         if self.stop_on_plateau:
             stopping += (
                 f"; ends after {self.n_iter_no_change} epochs without a relative gain of "
@@ -328,7 +339,7 @@ class FitPlan:
                 "training",
                 f"{known(self.max_iter)} epoch(s){mark('max_iter')} in batches of "
                 f"{known(self.batch_size)}{mark('batch_size')}, Adam from "
-                f"{self.learning_rate_init:g}, {self.learning_rate} schedule",
+                f"{self.learning_rate_init:g}, {self.learning_rate} schedule{noise}",
             ),
             ("stopping", stopping),
             (
@@ -404,6 +415,7 @@ def make_plan(rules, params, data, *, device, group, blueprint, full=True, previ
         auto=tuple(sorted(auto)),
         categorical=tuple(int(j) for j in data.categorical),
         n_categories=tuple(int(k) for k in data.n_categories),
+        noisy_share=float(rules.noisy_share),
     )
     # What the step and the threads depend on: the network's layers and size.
     modules = blueprint(plan)

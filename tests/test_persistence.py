@@ -204,7 +204,7 @@ def test_file_is_plain_safetensors_with_a_json_document(saved, cls):
     est, path = saved[cls]
     document, tensors = read(path)
     assert document["format"] == "skae-model"
-    assert document["format_version"] == 5
+    assert document["format_version"] == 6
     assert document["fitted"]["fit_plan_"] == est.fit_plan_.to_dict()
     assert document["fitted"]["fit_plan_"]["hidden_layer_sizes"] == [8, 5]
     assert document["skae_version"] == skae.__version__
@@ -341,7 +341,7 @@ def test_load_refuses_files_that_are_not_model_files_without_running_them(tmp_pa
 
 
 def as_version_3(document):
-    """A version 5 document as version 3 wrote it: the plan's network choices and batch size
+    """A version 6 document as version 3 wrote it: the plan's network choices and batch size
     as attributes of their own, no plan (tests/model_files_v3 holds files written by skae)."""
     plan = document["fitted"].pop("fit_plan_")
     document["format_version"] = 3
@@ -407,12 +407,25 @@ def test_version_4_files_load_without_categorical_columns(saved, tmp_path):
     def as_version_4(document):
         document["format_version"] = 4
         del document["params"]["categorical_features"]
-        for name in ("categorical", "n_categories"):
+        for name in ("categorical", "n_categories", "noisy_share"):
             del document["fitted"]["fit_plan_"][name]
 
     loaded = skae.load(rewrite(source, tmp_path / "v4.safetensors", edit_document=as_version_4))
     assert loaded.categorical_features == "from_dtype" and loaded.fit_plan_ == est.fit_plan_
     assert not loaded.is_categorical_.any() and loaded.categories_ == []
+    assert_array_equal(loaded.transform(X), est.transform(X))
+
+
+def test_version_5_files_load_with_every_row_noisy(saved, tmp_path):
+    # Version 5 had no noisy_share in its plans: its denoisers corrupted every row.
+    est, source = saved[AutoEncoderTransformer]
+
+    def as_version_5(document):
+        document["format_version"] = 5
+        del document["fitted"]["fit_plan_"]["noisy_share"]
+
+    loaded = skae.load(rewrite(source, tmp_path / "v5.safetensors", edit_document=as_version_5))
+    assert loaded.fit_plan_.noisy_share == 1.0 and loaded.fit_plan_ == est.fit_plan_
     assert_array_equal(loaded.transform(X), est.transform(X))
 
 
@@ -513,8 +526,8 @@ def _delete(*keys):
     [
         (_set("format", "other"), "not a skae model file: its metadata has no skae format tag"),
         (
-            _set("format_version", 6),
-            "in format version 6, written by skae .*reads format versions 1, 2, 3, 4, 5 only",
+            _set("format_version", 7),
+            "in format version 7, written by skae .*reads format versions 1, 2, 3, 4, 5, 6 only",
         ),
         (_set("estimator", "Pipeline"), "Unknown estimator 'Pipeline'.*skae loads only"),
         (_set("estimator", "os.system"), "Unknown estimator 'os.system'"),

@@ -210,6 +210,9 @@ def test_each_estimator_states_its_own_rules(params):
     assert variant.init == "pca" and variant.output_activation == "sigmoid"
     assert variant.validation_fraction is None and variant.max_iter == 182
     assert variant.stop_on_plateau == ("noise_type" not in params)  # denoisers: every epoch
+    # Denoisers corrupt half of each batch's rows; the detector's and the imputer's every row.
+    assert variant.noisy_share == (0.5 if "noise_type" in params else 1.0)
+    assert plan_of(AutoEncoderOutlierDetector(**params), 1257, 64).noisy_share == 1.0
     detector = plan_of(AutoEncoderOutlierDetector(), 1257, 64)
     assert detector.max_iter == math.ceil(150 / math.ceil(1257 / 39))  # its own budget
     assert detector.output_activation == "identity"  # not clipped: it detected worse
@@ -219,6 +222,7 @@ def test_each_estimator_states_its_own_rules(params):
     imputer = plan_of(AutoEncoderImputer(), 1257, 64)
     assert imputer.mask_input and imputer.hidden_layer_sizes == (256, 256)
     assert imputer.hidden_weight == 3.0 and not imputer.stop_on_plateau
+    assert imputer.noisy_share == 1.0
     vae = plan_of(VariationalAutoEncoderTransformer(), 1257, 64)
     assert vae.init == "random" and vae.step == "autograd"
 

@@ -233,10 +233,10 @@ def test_each_variant_shows_its_effect_at_the_defaults_near_the_plain_defaults_e
               for name, params in VARIANTS.items()}  # fmt: skip
     error = {name: mse(model, X_test, X_test) for name, model in models.items()}
     # Against the plain default (started at PCA, its output clipped to [0, 1]), each effect
-    # shows; sparse and contractive cost 1.19 and 1.03 times its test error here. The
-    # denoisers (noise 0.3) cost 1.65 (Gaussian) and 1.57 (masking) times: issue 27's bound of
-    # 1.5 times is not met since the plain default improved (they cost 1.40-1.42 and 1.33-1.37
-    # times its previous, linear-output self). The bounds below are what holds now.
+    # shows, at issue 27's bound of 1.5 times its test error. Here sparse and contractive cost
+    # 1.19 and 1.03 times; the denoisers (noise 0.3, half of each batch's rows corrupted)
+    # 1.15 (Gaussian) and 1.19 (masking), seeds 0-2 1.15 and 1.17-1.19, at 0.41-0.46 and 0.24
+    # times its noisy -> clean error. Corrupting every row, they cost 1.65 and 1.57 times.
     sparsity = hoyer_sparsity(models["sparse"].transform(X_test))
     assert sparsity > hoyer_sparsity(plain.transform(X_test)) + 0.05
     for noise_type in ("gaussian", "masking"):
@@ -244,9 +244,8 @@ def test_each_variant_shows_its_effect_at_the_defaults_near_the_plain_defaults_e
         assert mse(models[noise_type], X_noisy, X_test) < 0.9 * mse(plain, X_noisy, X_test)
     contractive = relative_sensitivity(models["contractive"], X_test)
     assert contractive < 0.95 * relative_sensitivity(plain, X_test)
-    bounds = {"sparse": 1.5, "contractive": 1.5, "gaussian": 1.8, "masking": 1.8}
     for name in VARIANTS:
-        assert error[name] < bounds[name] * mse(plain, X_test, X_test), name
+        assert error[name] < 1.5 * mse(plain, X_test, X_test), name
 
 
 # -- the variational autoencoder --------------------------------------------------------------
