@@ -357,13 +357,14 @@ device_, n_features_in_, feature_names_in_, is_categorical_, categories_
         # data in [0, 1]: clipped, the AUROC on the digits table fell from 0.697 to 0.645
         # (seeds 0-1).
         # Clean training rows (novelty) train longer, with wider codes; data that PCA's start
-        # already rebuilds exactly trains for one epoch.
+        # already rebuilds exactly trains for one epoch (unless a sparse, denoising or
+        # contractive term gives the loss something to learn there).
         steps = NOVELTY_STEPS if self.novelty else TARGET_STEPS
         return replace(
             rules,
             target_steps=steps,
             early_stopping_steps=steps,
-            exact_start_steps=EXACT_START_STEPS,
+            exact_start_steps=None if self._regularised() else EXACT_START_STEPS,
             clip_unit_interval=False,
             n_components=partial(_auto_components, novelty=self.novelty),
         )

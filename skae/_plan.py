@@ -133,8 +133,9 @@ class PlanRules:
     target_steps: int = TARGET_STEPS
     early_stopping_steps: int = EARLY_STOPPING_STEPS
     # The steps of max_iter="auto" where the start already rebuilds the data exactly: PCA's
-    # start with codes as wide as the (numeric) data and a linear output, whose loss is zero
-    # but for rounding. None: as any other start (a transformer's codes learn beyond it).
+    # start with codes as wide as the (numeric, complete) data and a linear output, whose loss
+    # is zero but for rounding. None: as any other start (a transformer's codes learn beyond
+    # it; a regularised loss is not zero there).
     exact_start_steps: int | None = None
     # Whether output_activation="auto" gives a PCA start on narrow data a linear output (else
     # the output of its data: a sigmoid for data in [0, 1]), and whether it clips that output to
@@ -425,10 +426,12 @@ def make_plan(rules, params, data, *, device, group, blueprint, full=True, previ
 
 def _exact_start(network, params, data):
     """Whether the network starts by rebuilding numeric data exactly: PCA's start (a linear
-    path through all the principal axes) and a linear output."""
+    path through all the principal axes) and a linear output, with no missing values (whose
+    network learns to fill the observed values hidden from it)."""
     return (
         network["init"] == "pca"
         and network["output_activation"] == "identity"
+        and not network["mask_input"]
         and not data.categorical
         and params["n_components"] >= data.n_features
     )

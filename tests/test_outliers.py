@@ -250,8 +250,14 @@ def test_an_exact_start_trains_one_epoch(novelty):
         distances = NearestNeighbors(n_neighbors=5).fit(X).kneighbors(new)[0]
         ratio = -est.score_samples(new) / np.square(distances).mean(axis=1)
         assert_allclose(ratio, ratio.mean(), rtol=1e-3)
-    # Narrower codes keep the budget.
+    # Narrower codes, missing values (the network learns to fill hidden ones) and a
+    # regularised loss keep the budget.
     assert AutoEncoderOutlierDetector(3, novelty=novelty, device="cpu").fit(X).max_iter_ > 1
+    holes = X.copy()
+    holes[::7, 2] = np.nan
+    assert AutoEncoderOutlierDetector(novelty=novelty, device="cpu").fit(holes).max_iter_ > 1
+    noisy = AutoEncoderOutlierDetector(novelty=novelty, noise_type="gaussian", device="cpu")
+    assert noisy.fit(X).max_iter_ > 1
 
 
 # -- robust training ---------------------------------------------------------------------------
