@@ -548,6 +548,11 @@ def _check_plan(plan, params, n_features):
         refuse("n_features")
     for name in ("n_components", "activation"):
         declared, built = params[name], getattr(plan, name)
+        if name == "n_components" and isinstance(declared, str) and declared == "auto":
+            # The size the fit chose, which the plan records (as the rule of its version said).
+            if not is_int(built, 1):
+                refuse(name)
+            continue
         if declared != built or type(declared) is not type(built):
             raise ValueError(
                 f"The model file's {name}={declared!r} does not describe its network, whose "

@@ -132,6 +132,11 @@ class PlanRules:
     # The optimizer steps of max_iter="auto", without and with a validation split.
     target_steps: int = TARGET_STEPS
     early_stopping_steps: int = EARLY_STOPPING_STEPS
+    # The steps of max_iter="auto" where the start already rebuilds the data exactly: PCA's
+    # start with codes as wide as the (numeric, complete) data and a linear output, whose loss
+    # is zero but for rounding. None: as any other start (a transformer's codes learn beyond
+    # it; a regularised loss is not zero there).
+    exact_start_steps: int | None = None
     # Whether output_activation="auto" gives a PCA start on narrow data a linear output (else
     # the output of its data: a sigmoid for data in [0, 1]), and whether it clips that output to
     # [0, 1] on data in [0, 1] (see resolve_output_activation).
@@ -386,6 +391,8 @@ def make_plan(rules, params, data, *, device, group, blueprint, full=True, previ
     if full:
         validation_fraction = plan_validation(rules, params, data.n_samples, network)
         steps = rules.target_steps if validation_fraction is None else rules.early_stopping_steps
+        if rules.exact_start_steps is not None and _exact_start(network, params, data):
+            steps = rules.exact_start_steps
         max_iter = resolve_max_iter(params["max_iter"], data.n_samples, batch_size, steps)
     else:
         max_iter, validation_fraction = 1, None
@@ -426,6 +433,19 @@ def make_plan(rules, params, data, *, device, group, blueprint, full=True, previ
             rules, modules, plan.mask_input, device, group.world_size, mixed=bool(plan.categorical)
         ),
         n_threads=plan_threads(params["n_threads"], n_parameters, batch_size, device, group),
+    )
+
+
+def _exact_start(network, params, data):
+    """Whether the network starts by rebuilding numeric data exactly: PCA's start (a linear
+    path through all the principal axes) and a linear output, with no missing values (whose
+    network learns to fill the observed values hidden from it)."""
+    return (
+        network["init"] == "pca"
+        and network["output_activation"] == "identity"
+        and not network["mask_input"]
+        and not data.categorical
+        and params["n_components"] >= data.n_features
     )
 
 

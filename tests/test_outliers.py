@@ -14,6 +14,7 @@ from sklearn.datasets import make_blobs
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from test_reliability import BAD_INPUTS
@@ -24,7 +25,7 @@ from skae import (
     AutoEncoderTransformer,
     VariationalAutoEncoderTransformer,
 )
-from skae._outliers import FENCE, TARGET_STEPS
+from skae._outliers import FENCE, NOVELTY_COMPONENTS, NOVELTY_STEPS, TARGET_STEPS
 
 # Short test fits end before convergence on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -215,6 +216,48 @@ def test_default_budget_is_the_detectors_own():
     est = AutoEncoderOutlierDetector(random_state=0, device="cpu", max_iter="auto").fit(X)
     steps_per_epoch = -(-len(X) // est.batch_size_)
     assert est.max_iter_ == -(-TARGET_STEPS // steps_per_epoch)
+
+
+@pytest.mark.parametrize(
+    "novelty, codes, steps",
+    [(False, 8, TARGET_STEPS), (True, NOVELTY_COMPONENTS, NOVELTY_STEPS)],
+)
+def test_auto_codes_and_budget_follow_novelty(novelty, codes, steps, tmp_path):
+    """novelty=True (clean rows): "auto" gives NOVELTY_COMPONENTS codes (at most the features)
+    and NOVELTY_STEPS steps; a detector with "auto" codes saves and loads."""
+    X, _ = planar(600, n_features=40)
+    est = AutoEncoderOutlierDetector(novelty=novelty, random_state=0, device="cpu").fit(X)
+    assert est.n_components_ == codes and est.reference_codes_.shape[1] == codes
+    assert est.max_iter_ == -(-steps // -(-len(X) // est.batch_size_))
+    est.save(tmp_path / "detector.safetensors")
+    loaded = skae.load(tmp_path / "detector.safetensors")
+    assert loaded.n_components_ == codes
+    assert_allclose(loaded.score_samples(X), est.score_samples(X), rtol=1e-6)
+    narrow = AutoEncoderOutlierDetector(novelty=novelty, device="cpu", max_iter=1).fit(X[:, :6])
+    assert narrow.n_components_ == 6
+
+
+@pytest.mark.parametrize("novelty", [False, True])
+def test_an_exact_start_trains_one_epoch(novelty):
+    """Codes as wide as the data: PCA's start rebuilds every row, so "auto" trains one epoch,
+    and with novelty=True the measure is kNN's mean squared distance to the 5 nearest training
+    rows, up to a constant factor."""
+    X, _ = planar(300, n_features=6)
+    est = AutoEncoderOutlierDetector(novelty=novelty, random_state=0, device="cpu").fit(X)
+    assert est.n_components_ == 6 and est.max_iter_ == 1
+    if novelty:  # proportional: the model's units divide the data by one overall scale
+        new = np.random.default_rng(1).normal(size=(50, 6))
+        distances = NearestNeighbors(n_neighbors=5).fit(X).kneighbors(new)[0]
+        ratio = -est.score_samples(new) / np.square(distances).mean(axis=1)
+        assert_allclose(ratio, ratio.mean(), rtol=1e-3)
+    # Narrower codes, missing values (the network learns to fill hidden ones) and a
+    # regularised loss keep the budget.
+    assert AutoEncoderOutlierDetector(3, novelty=novelty, device="cpu").fit(X).max_iter_ > 1
+    holes = X.copy()
+    holes[::7, 2] = np.nan
+    assert AutoEncoderOutlierDetector(novelty=novelty, device="cpu").fit(holes).max_iter_ > 1
+    noisy = AutoEncoderOutlierDetector(novelty=novelty, noise_type="gaussian", device="cpu")
+    assert noisy.fit(X).max_iter_ > 1
 
 
 # -- robust training ---------------------------------------------------------------------------
