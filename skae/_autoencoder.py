@@ -201,8 +201,8 @@ class AutoEncoderModel(BaseAutoEncoder):
         noise is added to the numbers only. Only the plan's ``noisy_share`` of the rows, drawn
         at random, are corrupted; the others are x."""
         x_in = self._corrupt_all(state, x)
-        share = state.plan.noisy_share
-        if share == 1.0 or self.noise_type is None or self.noise_level == 0:
+        share = state.plan.noisy_share  # 1 unless the estimator denoises
+        if share == 1.0:
             return x_in
         rows = torch.rand((x.shape[0], 1), generator=state.noise_generator, device=x.device)
         return torch.where(rows < share, x_in, x)

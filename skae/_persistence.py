@@ -49,7 +49,7 @@ from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
 from ._modules import OUTPUT_ACTIVATIONS
-from ._plan import STEPS, UNIT_INTERVAL_OUTPUTS, FitPlan
+from ._plan import STEPS, UNIT_INTERVAL_OUTPUTS, FitPlan, is_auto
 from ._scaling import AffineScaling
 from ._training import TrainingState, load_optimizer_state
 from ._validation import restore_device
@@ -548,7 +548,7 @@ def _check_plan(plan, params, n_features):
         refuse("n_features")
     for name in ("n_components", "activation"):
         declared, built = params[name], getattr(plan, name)
-        if name == "n_components" and isinstance(declared, str) and declared == "auto":
+        if name == "n_components" and is_auto(declared):
             # The size the fit chose, which the plan records (as the rule of its version said).
             if not is_int(built, 1):
                 refuse(name)
