@@ -490,3 +490,19 @@ def test_distributed_training_is_refused_before_training(data, monkeypatch):
     with pytest.raises(NotImplementedError, match="torch.distributed"):
         est.fit(data[0])
     assert not hasattr(est, "n_iter_")
+
+
+@pytest.mark.parametrize("width", [8, 20])  # scipy's k-d tree below 16 dimensions, brute above
+def test_nearest_reference_codes_are_the_nearest(width):
+    from skae._outliers import NEIGHBOURS, _nearest_references
+
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(300, width))
+    codes = np.vstack([reference[:50], rng.normal(size=(50, width))])  # 50 own codes, 50 new
+    squared, indices, own = _nearest_references(codes, reference)
+    assert_array_equal(own, np.r_[np.arange(50), np.full(50, -1)])
+    distances = np.sum((codes[:, None, :] - reference[None, :, :]) ** 2, axis=2)
+    distances[np.arange(50), np.arange(50)] = np.inf  # a row's own code is left out
+    expected = np.sort(distances, axis=1)[:, :NEIGHBOURS]
+    assert_allclose(squared, expected, rtol=1e-10)
+    assert_allclose(np.take_along_axis(distances, indices, axis=1), expected, rtol=1e-10)
