@@ -213,6 +213,27 @@ def test_reconstructs_a_curved_manifold_better_than_pca():
     assert -ae.score(X) < 0.25 * pca_error
 
 
+@pytest.mark.parametrize("n_features", [40, 1200])  # LAPACK's eigh; Lanczos from 1,000 on
+def test_the_pca_start_has_pcas_axes(n_features):
+    from types import SimpleNamespace
+
+    from skae._pca_start import principal_axes
+    from skae._training._distributed import SingleProcess
+
+    rng = np.random.default_rng(0)
+    scales = 1.0 / np.arange(1, n_features + 1)  # distinct variances, a clear order
+    X = rng.normal(size=(300, n_features)) * scales + 3.0
+    axes = principal_axes(
+        X, X.mean(axis=0), SimpleNamespace(scale=2.0), 6, SingleProcess(), check_block=None
+    )
+    components = PCA(6, svd_solver="full").fit(X).components_
+    # Up to sign (the start fixes each axis's largest coordinate positive).
+    signs = np.sign(np.sum(axes * components, axis=1))[:, None]
+    assert_allclose(axes, signs * components, atol=1e-8)
+    largest = np.argmax(np.abs(axes), axis=1)
+    assert (axes[np.arange(6), largest] > 0).all()
+
+
 def test_standardized_data_use_a_linear_output_and_reconstruct_well(digits):
     X, _ = digits
     Xs = StandardScaler().fit_transform(X)
