@@ -246,3 +246,40 @@ def test_other_losses_and_activations_use_autograd(X, params, monkeypatch):
     ae = AutoEncoderTransformer(n_components=4, hidden_layer_sizes=(8,), max_iter=1, **params)
     ae.fit(X)
     assert ae.n_iter_ == 1
+
+
+def test_adams_update_is_the_optimizers_own(monkeypatch):
+    # TrainingStep.update calls torch's functional Adam on the optimizer's own state tensors
+    # (a cheaper call): the same parameters and state as optimizer.step(), to the last bit.
+    def trained(use_update, steps=6):
+        generator = torch.Generator().manual_seed(0)
+        net = nn.Sequential(*autoencoder_layers("leaky_relu", "identity"))
+        x = torch.randn(32, 20, generator=generator)
+        optimizer = torch.optim.Adam(net.parameters(), lr=3e-3, fused=True)
+        step = TrainingStep(lambda batch: F.mse_loss(net(batch), batch), optimizer)
+        for index in range(steps):
+            step.set_learning_rate(3e-3 / (index + 1))  # the schedule's changes are read
+            if use_update:
+                step(x)
+            else:
+                step.compute_gradients(x)
+                optimizer.step()
+        return net, optimizer
+
+    calls = []
+    optimizer_step = torch.optim.Adam.step
+    monkeypatch.setattr(
+        torch.optim.Adam, "step", lambda self: calls.append(1) or optimizer_step(self)
+    )
+    net, optimizer = trained(use_update=True)
+    assert len(calls) == 1  # the first step, which creates Adam's state; then the functional
+    reference, reference_optimizer = trained(use_update=False)
+    for p, q in zip(net.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(p, q)
+    state, reference_state = (
+        optimizer.state_dict()["state"],
+        reference_optimizer.state_dict()["state"],
+    )
+    for key in reference_state:
+        for name in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(state[key][name], reference_state[key][name])

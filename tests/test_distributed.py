@@ -119,6 +119,9 @@ def test_gradients_are_averaged_over_the_global_batch():
             weight.grad.copy_(x.mean(dim=0))  # into the shared buffer, as the real steps do
             return torch.zeros(())
 
+        def update(self):
+            self.optimizer.step()
+
     g1 = torch.tensor([8.0, -4.0])
     other = torch.cat([g1 * 1, torch.tensor([1.0])])
     step = AveragedOverProcesses(Step(), _Sum(other))

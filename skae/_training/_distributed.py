@@ -131,5 +131,5 @@ class AveragedOverProcesses:
         self.flat[-1] = n_rows
         self.group.all_reduce_(self.flat)
         gradients.div_(self.flat[-1])
-        self.step.optimizer.step()
+        self.step.update()
         return loss
