@@ -43,6 +43,8 @@ TARGET_STEPS = 6000
 # PCA's over 6 seeds); 12,000 steps gave 0.12. Digits (16 codes), whose validation error is
 # lowest after 20-40 epochs, stop about as early (digits: 364 epochs of 1,257 rows, not 182).
 EARLY_STOPPING_STEPS = 2 * TARGET_STEPS
+# The fewest steps of a budget that follows the observed cells (PlanRules.observed_cells_per_step).
+FEWEST_STEPS = 500
 
 MAX_BATCH_SIZE = 256  # the design's
 MIN_BATCH_SIZE = 32
@@ -73,10 +75,11 @@ STEPS = ("autograd", "cuda graph", "backprop")
 class DataSummary:
     """What a plan reads of the training data (the union of every process's rows).
 
-    ``in_unit_interval`` and ``has_missing`` are None where they were not read: a partial_fit
-    that continues a network, whose every network choice is made already. ``categorical`` and
-    ``n_categories``: the table's categorical columns and their numbers of categories (see
-    ``skae._tabular``); ``n_features`` counts the table's columns, not the one-hot ones.
+    ``in_unit_interval``, ``has_missing`` and ``n_observed`` (the observed cells of the table's
+    columns) are None where they were not read: a partial_fit that continues a network, whose
+    every network choice is made already. ``categorical`` and ``n_categories``: the table's
+    categorical columns and their numbers of categories (see ``skae._tabular``); ``n_features``
+    counts the table's columns, not the one-hot ones.
     """
 
     n_samples: int
@@ -85,18 +88,23 @@ class DataSummary:
     has_missing: bool | None = None
     categorical: tuple = ()
     n_categories: tuple = ()
+    n_observed: int | None = None
 
     @classmethod
     def of(cls, stats, layout=None):
         """The summary of a ``skae._scaling.ColumnStats`` (of the encoded matrix of a table
         with the given ``skae._tabular.Layout``, if any)."""
+        observed = stats.observed
         if layout is None or not layout.is_mixed:
             return cls(
                 n_samples=int(stats.n_rows),
                 n_features=int(stats.mean.shape[0]),
                 in_unit_interval=bool(stats.minimum >= 0.0 and stats.maximum <= 1.0),
                 has_missing=stats.has_missing,
+                n_observed=int(observed.sum()),
             )
+        # A categorical cell is one one-hot block, observed or missing as a whole.
+        cells = observed[: layout.n_numeric].sum() + sum(observed[j] for j, _ in layout.blocks)
         return cls(
             n_samples=int(stats.n_rows),
             n_features=layout.n_features,
@@ -104,6 +112,7 @@ class DataSummary:
             has_missing=stats.has_missing,
             categorical=layout.categorical,
             n_categories=layout.n_categories,
+            n_observed=int(cells),
         )
 
 
@@ -132,6 +141,10 @@ class PlanRules:
     # The optimizer steps of max_iter="auto", without and with a validation split.
     target_steps: int = TARGET_STEPS
     early_stopping_steps: int = EARLY_STOPPING_STEPS
+    # Where set, max_iter="auto" without a validation split gives one step per this many
+    # observed cells of the training data, at least FEWEST_STEPS and at most target_steps (the
+    # imputer, whose small tables overfit the long schedule). None: target_steps.
+    observed_cells_per_step: float | None = None
     # The steps of max_iter="auto" where the start already rebuilds the data exactly: PCA's
     # start with codes as wide as the (numeric, complete) data and a linear output, whose loss
     # is zero but for rounding. None: as any other start (a transformer's codes learn beyond
@@ -391,6 +404,8 @@ def make_plan(rules, params, data, *, device, group, blueprint, full=True, previ
     if full:
         validation_fraction = plan_validation(rules, params, data.n_samples, network)
         steps = rules.target_steps if validation_fraction is None else rules.early_stopping_steps
+        if validation_fraction is None and rules.observed_cells_per_step and data.n_observed:
+            steps = min(steps, max(FEWEST_STEPS, data.n_observed // rules.observed_cells_per_step))
         if rules.exact_start_steps is not None and _exact_start(network, params, data):
             steps = rules.exact_start_steps
         max_iter = resolve_max_iter(params["max_iter"], data.n_samples, batch_size, steps)

@@ -249,3 +249,24 @@ def test_benchmark_script_runs(tmp_path, monkeypatch, capsys):
     assert payload["complete"] and len(payload["runs"]) == 6
     assert all(0 < run["rmse"] < 0.5 for run in payload["runs"])
     assert (out / "compare_imputers.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_the_auto_budget_follows_the_observed_cells(mixed):
+    # One step per two observed cells of the table (a categorical cell counts once, not once
+    # per one-hot column), between FEWEST_STEPS and TARGET_STEPS.
+    import math
+
+    from skae._imputer import OBSERVED_CELLS_PER_STEP
+    from skae._plan import FEWEST_STEPS, TARGET_STEPS
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(300, 6)), columns=list("abcdef"))
+    if mixed:
+        frame["kind"] = pd.Categorical(rng.choice(["x", "y", "z"], size=300))
+    frame = frame.mask(rng.random(frame.shape) < 0.2)
+    imputer = AutoEncoderImputer(random_state=0, device="cpu").fit(frame)
+    steps = frame.notna().to_numpy().sum() // OBSERVED_CELLS_PER_STEP
+    assert FEWEST_STEPS < steps < TARGET_STEPS
+    assert imputer.max_iter_ == math.ceil(steps / math.ceil(300 / imputer.batch_size_))
+    assert imputer.n_iter_ == imputer.max_iter_
