@@ -16,6 +16,7 @@ class TrainingStep:
     def __init__(self, compute_loss, optimizer):
         self.compute_loss = compute_loss
         self.optimizer = optimizer
+        self._gathered = None  # a fused Adam's tensors, once its state exists (see update)
 
     def set_learning_rate(self, rate):
         for group in self.optimizer.param_groups:
@@ -59,9 +60,8 @@ class TrainingStep:
         """(parameters, first moments, second moments, step counts) of a fused Adam whose
         state exists (the optimizer's own first step creates it), or None for any other
         optimizer or option, whose updates are left to ``optimizer.step()``."""
-        cached = getattr(self, "_gathered", None)
-        if cached is not None:
-            return cached
+        if self._gathered is not None:
+            return self._gathered
         optimizer = self.optimizer
         if type(optimizer) is not torch.optim.Adam or len(optimizer.param_groups) != 1:
             return None
