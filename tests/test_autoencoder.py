@@ -2,6 +2,7 @@
 
 import pickle
 import warnings
+from types import SimpleNamespace
 
 import joblib
 import numpy as np
@@ -21,7 +22,9 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skae import AutoEncoderTransformer
+from skae._pca_start import principal_axes
 from skae._training import InMemoryRows
+from skae._training._distributed import SingleProcess
 
 
 def small_ae(**params):
@@ -215,11 +218,6 @@ def test_reconstructs_a_curved_manifold_better_than_pca():
 
 @pytest.mark.parametrize("n_features", [40, 1200])  # LAPACK's eigh; Lanczos from 1,000 on
 def test_the_pca_start_has_pcas_axes(n_features):
-    from types import SimpleNamespace
-
-    from skae._pca_start import principal_axes
-    from skae._training._distributed import SingleProcess
-
     rng = np.random.default_rng(0)
     scales = 1.0 / np.arange(1, n_features + 1)  # distinct variances, a clear order
     X = rng.normal(size=(300, n_features)) * scales + 3.0

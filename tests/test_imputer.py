@@ -1,5 +1,6 @@
 """AutoEncoderImputer: observed values kept, missing ones filled well, scikit-learn's API."""
 
+import math
 import pickle
 import warnings
 
@@ -16,6 +17,8 @@ from sklearn.pipeline import make_pipeline
 
 import skae
 from skae import AutoEncoderImputer
+from skae._imputer import OBSERVED_CELLS_PER_STEP
+from skae._plan import FEWEST_STEPS, TARGET_STEPS
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -255,11 +258,6 @@ def test_benchmark_script_runs(tmp_path, monkeypatch, capsys):
 def test_the_auto_budget_follows_the_observed_cells(mixed):
     # One step per two observed cells of the table (a categorical cell counts once, not once
     # per one-hot column), between FEWEST_STEPS and TARGET_STEPS.
-    import math
-
-    from skae._imputer import OBSERVED_CELLS_PER_STEP
-    from skae._plan import FEWEST_STEPS, TARGET_STEPS
-
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(300, 6)), columns=list("abcdef"))
     if mixed:

@@ -25,7 +25,14 @@ from skae import (
     AutoEncoderTransformer,
     VariationalAutoEncoderTransformer,
 )
-from skae._outliers import FENCE, NOVELTY_COMPONENTS, NOVELTY_STEPS, TARGET_STEPS
+from skae._outliers import (
+    FENCE,
+    NEIGHBOURS,
+    NOVELTY_COMPONENTS,
+    NOVELTY_STEPS,
+    TARGET_STEPS,
+    _nearest_references,
+)
 
 # Short test fits end before convergence on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -494,8 +501,6 @@ def test_distributed_training_is_refused_before_training(data, monkeypatch):
 
 @pytest.mark.parametrize("width", [8, 20])  # scipy's k-d tree below 16 dimensions, brute above
 def test_nearest_reference_codes_are_the_nearest(width):
-    from skae._outliers import NEIGHBOURS, _nearest_references
-
     rng = np.random.default_rng(0)
     reference = rng.normal(size=(300, width))
     codes = np.vstack([reference[:50], rng.normal(size=(50, width))])  # 50 own codes, 50 new
