@@ -7,19 +7,24 @@ holds one; ``skae.onnx.to_onnx`` wraps that call. It needs the ``onnx`` extra
 
 The graphs hold what ``transform`` computes: the input scaling ``(x - input_offset_) /
 input_scale_`` followed by the encoder (for the variational autoencoder, the mean of its
-Gaussian), in float32 for any number of rows. The networks are written out from plain ONNX
-operators with the fitted weights as initializers, as skl2onnx does for scikit-learn's own
-MLPs. The torch modules are walked generically: ``MODULE_CONVERTERS`` maps each module type to
-the function that writes its nodes, so supporting a new layer or activation is one more entry.
+Gaussian), in float32 for any number of rows. A transformer fitted on a mixed table
+(categorical columns) takes one (N, 1) input per column instead, whose categories the graph
+one-hot encodes (``emit_table``); ``onnx_inputs`` makes those inputs from a DataFrame. The
+networks are written out from plain ONNX operators with the fitted weights as initializers, as
+skl2onnx does for scikit-learn's own MLPs. The torch modules are walked generically:
+``MODULE_CONVERTERS`` maps each module type to the function that writes its nodes, so
+supporting a new layer or activation is one more entry.
 
 Building blocks for further converters (an outlier detector's scores, an imputer's filled
 matrix) are public here: ``GraphBuilder``, ``emit_to_model`` / ``emit_to_user`` (the scaling
-both ways), ``emit_encoder``, ``emit_decoder`` and ``emit_reconstruction``.
+both ways), ``emit_table`` (a mixed table's columns), ``emit_encoder``, ``emit_decoder`` and
+``emit_reconstruction``.
 """
 
 import math
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
 
@@ -28,9 +33,12 @@ try:
     from onnx import TensorProto
     from skl2onnx import update_registered_converter
     from skl2onnx.common.data_types import (
+        BooleanTensorType,
         DoubleTensorType,
         FloatTensorType,
+        Int32TensorType,
         Int64TensorType,
+        StringTensorType,
     )
     from skl2onnx.common.utils import check_input_and_output_numbers
 except ImportError as error:
@@ -57,8 +65,11 @@ __all__ = [
     "emit_decoder",
     "emit_encoder",
     "emit_reconstruction",
+    "emit_table",
     "emit_to_model",
     "emit_to_user",
+    "is_mixed",
+    "onnx_inputs",
     "to_onnx",
 ]
 
@@ -69,6 +80,10 @@ _GELU_OPSET = 20
 # float64, is 1e-5): the expanded squared distance rounds at about 1e-7 of |z|^2, and a new row
 # this close to a training row's code is, to float32, that row.
 ONNX_SELF_MATCH_TOLERANCE = 1e-3
+
+
+# The input tensor types of numbers (a numeric column, or a whole numeric table).
+_NUMBER_TYPES = (FloatTensorType, DoubleTensorType, Int64TensorType, Int32TensorType)
 
 
 class UnsupportedModuleError(TypeError):
@@ -283,6 +298,49 @@ def emit_reconstruction(g, estimator, x):
     return emit_to_user(g, estimator, emit_decoder(g, estimator, codes))
 
 
+def emit_table(g, estimator, columns):
+    """The encoded matrix of a mixed table given as one input per column (skl2onnx variables,
+    in the estimator's column order), float32: what ``skae._tabular.encode`` computes. The
+    numeric columns first, cast to float32 (NaN where missing); then each categorical column's
+    one-hot block, a NaN block where its cell matches none of the categories (missing, or not
+    seen in fit: skae reads both as missing)."""
+    layout = estimator._layout()
+    parts = [g.as_float32(columns[j]) for j in layout.numeric]
+    for j, categories in zip(layout.categorical, estimator.categories_, strict=True):
+        if len(categories):  # a column with no observed category has no block
+            parts.append(_one_hot(g, columns[j], categories))
+    return parts[0] if len(parts) == 1 else g.node("Concat", parts, axis=1)
+
+
+def _one_hot(g, variable, categories):
+    """The (N, k) one-hot block of a categorical input (N, 1), NaN where it is none of the
+    ``categories``."""
+    k = len(categories)
+    if isinstance(variable.type, StringTensorType):
+        # Each text's category index (ONNX-ML's LabelEncoder), -1 for any other text.
+        codes = g.node(
+            "LabelEncoder", [variable.full_name], op_domain="ai.onnx.ml", op_version=2,
+            keys_strings=[str(c) for c in categories], values_int64s=list(range(k)),
+            default_int64=-1,
+        )  # fmt: skip
+        hits = g.node(
+            "Equal", [codes, g.constant("category_codes", np.arange(k)[None, :], np.int64)]
+        )
+    elif all(isinstance(c, bool | int | np.integer) for c in categories) and not isinstance(
+        variable.type, FloatTensorType | DoubleTensorType
+    ):
+        values = g.node("Cast", [variable.full_name], to=TensorProto.INT64)
+        known = g.constant("categories", np.asarray(categories, dtype=np.int64)[None, :], np.int64)
+        hits = g.node("Equal", [values, known])
+    else:
+        known = g.constant("categories", np.asarray(categories, dtype=np.float32)[None, :])
+        hits = g.node("Equal", [g.as_float32(variable), known])
+    one_hot = g.node("Cast", [hits], to=TensorProto.FLOAT)
+    found = g.node("MatMul", [one_hot, g.constant("block_sums", np.ones((k, 1)))])
+    unknown = g.node("Equal", [found, g.constant("zero", [[0.0]])])
+    return g.node("Where", [unknown, g.constant("nan_block", np.full((1, k), np.nan)), one_hot])
+
+
 # -- skl2onnx's shape calculators and converters -----------------------------------------------
 
 
@@ -293,16 +351,20 @@ def check_exportable(estimator):
     ------
     sklearn.exceptions.NotFittedError
         If the estimator is not fitted.
+    NotImplementedError
+        If an imputer was fitted on a table with categorical columns (the other estimators
+        export those).
     ValueError
         If ``n_components`` no longer matches the fitted network.
     """
     check_is_fitted(estimator)
-    if getattr(estimator.fit_plan_, "categorical", ()):
+    if is_mixed(estimator) and isinstance(estimator, AutoEncoderImputer):
         raise NotImplementedError(
-            f"Cannot export {type(estimator).__name__} to ONNX: it was fitted on a table with "
-            "categorical columns, whose one-hot encoding and softmax outputs the export does "
-            "not write yet. Encode the categories before skae (OneHotEncoder in a pipeline) "
-            "to export the whole pipeline."
+            "Cannot export AutoEncoderImputer to ONNX: it was fitted on a table with "
+            "categorical columns, whose filled table (numbers beside categories) the export "
+            "does not write yet (the transformers and the outlier detector export such "
+            "tables). Encode the categories before skae (OneHotEncoder in a pipeline) to "
+            "export the whole pipeline."
         )
     fitted = _input_width(estimator.decoder_)
     if fitted != estimator._components_asked():
@@ -312,11 +374,21 @@ def check_exportable(estimator):
         )
 
 
+def is_mixed(estimator):
+    """Whether a fitted estimator was fitted on a table with categorical columns, whose ONNX
+    graph takes one input per column (see ``emit_table``)."""
+    return bool(getattr(estimator.fit_plan_, "categorical", ()))
+
+
 def _check_input(operator, n_outputs):
-    check_input_and_output_numbers(operator, input_count_range=1, output_count_range=n_outputs)
-    estimator, variable = operator.raw_operator, operator.inputs[0]
+    estimator = operator.raw_operator
     check_exportable(estimator)
-    if not isinstance(variable.type, FloatTensorType | DoubleTensorType | Int64TensorType):
+    if is_mixed(estimator):
+        _check_columns(operator, n_outputs)
+        return
+    check_input_and_output_numbers(operator, input_count_range=1, output_count_range=n_outputs)
+    variable = operator.inputs[0]
+    if not isinstance(variable.type, _NUMBER_TYPES):
         raise TypeError(
             f"{type(estimator).__name__} takes float or integer tensors in ONNX, not "
             f"{type(variable.type).__name__}."
@@ -329,10 +401,60 @@ def _check_input(operator, n_outputs):
         )
 
 
+def _check_columns(operator, n_outputs):
+    """The inputs of an estimator fitted on a mixed table: one (N, 1) tensor per column, in
+    its columns' order; numbers as float or integer tensors; categories as strings, or, where
+    they are all numbers or booleans, as such tensors."""
+    estimator = operator.raw_operator
+    n_features = estimator.n_features_in_
+    if len(operator.inputs) != n_features:
+        raise ValueError(
+            f"{type(estimator).__name__} was fitted on a table of {n_features} columns, some "
+            f"categorical: its ONNX graph takes one input per column, but it was given "
+            f"{len(operator.inputs)}. Convert it with a DataFrame of the training columns "
+            "(skae.onnx.to_onnx(model, X[:1]))."
+        )
+    check_input_and_output_numbers(operator, output_count_range=n_outputs)
+    categories = iter(estimator.categories_)
+    for j, variable in enumerate(operator.inputs):
+        name = _column_name(estimator, j)
+        if variable.get_second_dimension() not in (None, 1):
+            raise ValueError(f"The ONNX input of {name} must have one column (shape (N, 1)).")
+        if not estimator.is_categorical_[j]:
+            if not isinstance(variable.type, _NUMBER_TYPES):
+                raise TypeError(
+                    f"{name} is numeric: its ONNX input must be a float or integer tensor, "
+                    f"not {type(variable.type).__name__}."
+                )
+            continue
+        known = next(categories)
+        if isinstance(variable.type, StringTensorType):
+            continue
+        if not isinstance(variable.type, _NUMBER_TYPES + (BooleanTensorType,)) or not all(
+            _is_number(c) for c in known
+        ):
+            raise TypeError(
+                f"{name} is categorical, with categories {list(known)[:5]}: give its ONNX "
+                "input as strings (StringTensorType, each category as its str()), or, for "
+                f"categories that are all numbers or booleans, as such a tensor, not "
+                f"{type(variable.type).__name__}."
+            )
+
+
+def _column_name(estimator, j):
+    names = getattr(estimator, "feature_names_in_", None)
+    return f"Feature {names[j]!r}" if names is not None else f"Column {j}"
+
+
+def _is_number(value):
+    return isinstance(value, bool | int | float | np.number)
+
+
 def _output_type(operator):
     # skl2onnx's parser has already typed this output after the input (and the next step's
     # outputs after it), so a double input gives a double output, cast from the float32 result.
-    is_double = isinstance(operator.inputs[0].type, DoubleTensorType)
+    # A mixed table's columns (several inputs) give float32.
+    is_double = len(operator.inputs) == 1 and isinstance(operator.inputs[0].type, DoubleTensorType)
     return DoubleTensorType if is_double else FloatTensorType
 
 
@@ -347,7 +469,10 @@ def _transform_shape(operator):
 def _transform_converter(scope, operator, container):
     estimator = operator.raw_operator
     g = GraphBuilder(scope, container)
-    x = emit_to_model(g, estimator, g.as_float32(operator.inputs[0]))
+    if is_mixed(estimator):
+        x = emit_to_model(g, estimator, emit_table(g, estimator, operator.inputs))
+    else:
+        x = emit_to_model(g, estimator, g.as_float32(operator.inputs[0]))
     g.output(emit_encoder(g, estimator, x), operator.outputs[0])
 
 
@@ -428,11 +553,17 @@ def _detector_converter(scope, operator, container):
     neighbour term (the reconstruction error's squared norm plus the code's neighbour
     distance, relative to the row's root mean square on data in [0, 1]) and the squared
     Mahalanobis distance of the code (unless novelty), each over its training median, and the
-    offset."""
+    offset. A mixed table's reconstruction error is its rows' mean cell loss."""
     detector = operator.raw_operator
     g = GraphBuilder(scope, container)
-    x = g.as_float32(operator.inputs[0])
     n_features = detector.n_features_in_
+    if is_mixed(detector):
+        x = emit_to_model(g, detector, emit_table(g, detector, operator.inputs))
+        codes = emit_encoder(g, detector, x)
+        errors = _mean_cell_loss(g, detector, emit_decoder(g, detector, codes), x)
+        _detector_scores(g, operator, detector, codes, errors, relative=None)
+        return
+    x = g.as_float32(operator.inputs[0])
     codes = emit_encoder(g, detector, emit_to_model(g, detector, x))
     residual = g.node("Sub", [emit_decoder(g, detector, codes), emit_to_model(g, detector, x)])
     # Row means as products with a column of 1 / n (no opset-dependent Reduce* signature).
@@ -459,6 +590,13 @@ def _detector_converter(scope, operator, container):
         energy = row_mean(g.node("Mul", [x, x]))
         floor = g.constant("energy_floor", [[ENERGY_FLOOR]])
         relative = g.node("Reciprocal", [g.node("Sqrt", [g.node("Add", [energy, floor])])])
+    _detector_scores(g, operator, detector, codes, errors, relative)
+
+
+def _detector_scores(g, operator, detector, codes, errors, relative):
+    """The detector's outputs from the rows' codes and reconstruction errors (``relative``:
+    one over the rows' root mean square, on data in [0, 1], else None)."""
+    n_features = detector.n_features_in_
     # (z - mean)^T P (z - mean) as the squared norm of (z - mean) L, with P = L L^T.
     factor = np.linalg.cholesky(detector.code_precision_)
     centred = g.node("Sub", [codes, g.constant("code_mean", detector.code_mean_[None, :])])
@@ -491,6 +629,43 @@ def _detector_converter(scope, operator, container):
     )
     g.node("Identity", [labels], output=operator.outputs[0].full_name)
     g.output(decision, operator.outputs[1])
+
+
+def _mean_cell_loss(g, detector, output, x):
+    """Each row's mean loss over its observed cells (``skae._tabular.cell_losses``): a
+    number's squared error, a category's cross-entropy over log(n_categories); ``output`` the
+    decoder's (logits for the blocks), ``x`` the encoded rows in model units (NaN missing)."""
+    layout = detector._layout()
+    zero = g.constant("zero", [[0.0]])
+
+    def sums(values, width):  # row sums as products with a column of ones
+        return g.node("MatMul", [values, g.constant("ones", np.ones((width, 1)))])
+
+    def observed(values):
+        return g.node("Cast", [g.node("Not", [g.node("IsNaN", [values])])], to=TensorProto.FLOAT)
+
+    terms, cells = [], []
+    if layout.n_numeric:
+        numbers = g.node("Slice", [x, *_slice(g, 0, layout.n_numeric)])
+        residual = g.node("Sub", [g.node("Slice", [output, *_slice(g, 0, layout.n_numeric)]),
+                                  numbers])  # fmt: skip
+        residual = g.node("Where", [g.node("IsNaN", [numbers]), zero, residual])
+        terms.append(sums(g.node("Mul", [residual, residual]), layout.n_numeric))
+        cells.append(sums(observed(numbers), layout.n_numeric))
+    for start, k in layout.blocks:
+        target = g.node("Slice", [x, *_slice(g, start, start + k)])
+        log_p = g.node("LogSoftmax", [g.node("Slice", [output, *_slice(g, start, start + k)])],
+                       axis=1)  # fmt: skip
+        seen = observed(g.node("Slice", [target, *_slice(g, 0, 1)]))
+        target = g.node("Where", [g.node("IsNaN", [target]), zero, target])
+        # -sum(target log p) / log(max(k, 2)); 0 where the cell is missing.
+        scale = g.constant("cross_entropy_scale", [[-1.0 / math.log(max(k, 2))]])
+        cross_entropy = g.node("Mul", [sums(g.node("Mul", [target, log_p]), k), scale])
+        terms.append(g.node("Mul", [cross_entropy, seen]))
+        cells.append(seen)
+    total = terms[0] if len(terms) == 1 else g.node("Sum", terms)
+    count = cells[0] if len(cells) == 1 else g.node("Sum", cells)
+    return g.node("Div", [total, g.node("Max", [count, g.constant("one", [[1.0]])])])
 
 
 def _neighbour_term(g, detector, codes):
@@ -570,7 +745,8 @@ def to_onnx(model, X=None, **kwargs):
     X : array-like of shape (n_samples, n_features), default=None
         A few rows of input, from which the input's width is taken; the model's input is
         float32 with any number of rows either way. A pandas DataFrame is passed to skl2onnx
-        as it is (one input per column, as ColumnTransformer needs). When None, the width is
+        as it is (one input per column, named after it, as ColumnTransformer needs), but for
+        its category columns, which become string inputs. When None, the width is
         ``model.n_features_in_``.
     **kwargs
         Passed to ``skl2onnx.to_onnx`` (``target_opset``, ``options``, ``name``, ...).
@@ -579,12 +755,93 @@ def to_onnx(model, X=None, **kwargs):
     -------
     onnx.ModelProto
         Save it with ``onnx.save`` or ``model.SerializeToString()``; run it with
-        ``onnxruntime.InferenceSession``. Its input is named ``"X"``.
+        ``onnxruntime.InferenceSession``. Its input is named ``"X"``; a transformer fitted on
+        a table with categorical columns takes one (N, 1) input per column instead (see
+        ``onnx_inputs``), named after the columns.
     """
     if X is None:
         check_is_fitted(model)
-        kwargs.setdefault("initial_types", [("X", FloatTensorType([None, model.n_features_in_]))])
-    elif not hasattr(X, "iloc"):  # not a DataFrame: float32 rows of any count
+        if getattr(model, "is_categorical_", None) is not None and model.is_categorical_.any():
+            kwargs.setdefault("initial_types", _column_types(model))
+        else:
+            kwargs.setdefault(
+                "initial_types", [("X", FloatTensorType([None, model.n_features_in_]))]
+            )
+    elif hasattr(X, "iloc"):  # a DataFrame: one input per column
+        X = X.astype(_typeable(X.dtypes))
+    else:  # float32 rows of any count
         X = X[:1].toarray() if sp.issparse(X) else X
         X = np.asarray(X, dtype=np.float32)[:1]
     return skl2onnx.to_onnx(model, X, **kwargs)
+
+
+def _typeable(dtypes):
+    """The dtypes that make a DataFrame's columns inputs skl2onnx can type, float32 as the
+    graphs compute: category and pandas' nullable boolean columns as objects (string inputs),
+    floats and nullable integers as float32 (NaN where missing)."""
+    api = pd.api.types
+    changed = {}
+    for name, dtype in dtypes.items():
+        if isinstance(dtype, pd.CategoricalDtype):
+            changed[name] = object
+        elif api.is_extension_array_dtype(dtype) and api.is_bool_dtype(dtype):
+            changed[name] = object
+        elif api.is_float_dtype(dtype) or (
+            api.is_extension_array_dtype(dtype) and api.is_numeric_dtype(dtype)
+        ):
+            changed[name] = np.float32
+    return changed
+
+
+def _column_types(estimator):
+    """skl2onnx's initial types of a mixed table's columns: float32 numbers, string categories,
+    named after the columns (``x0``, ``x1``, ... for an array)."""
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is None:
+        names = [f"x{j}" for j in range(estimator.n_features_in_)]
+    return [
+        (str(name), (StringTensorType if categorical else FloatTensorType)([None, 1]))
+        for name, categorical in zip(names, estimator.is_categorical_, strict=True)
+    ]
+
+
+def onnx_inputs(session, X):
+    """The inputs of an ONNX model with one input per column (a mixed table's), from a
+    DataFrame or a 2-D array of its rows: ``session.run(None, onnx_inputs(session, X))``.
+
+    ``session``: an ``onnxruntime.InferenceSession`` (or anything whose ``get_inputs()`` gives
+    the inputs' ``name`` and ``type``). Each column becomes an (N, 1) array of its input's
+    type: numbers with NaN where missing, strings with "" where missing (no category is ""),
+    booleans and integers as they are.
+    """
+    inputs = session.get_inputs()
+    frame = X if hasattr(X, "iloc") else None
+    if frame is None:
+        X = np.asarray(X, dtype=object)
+    if (frame.shape[1] if frame is not None else X.shape[1]) != len(inputs):
+        raise ValueError(
+            f"The ONNX model takes {len(inputs)} columns, but X has "
+            f"{frame.shape[1] if frame is not None else X.shape[1]}."
+        )
+    feeds = {}
+    for j, spec in enumerate(inputs):
+        values = frame.iloc[:, j].to_numpy(dtype=object) if frame is not None else X[:, j]
+        missing = np.asarray(pd.isna(values), dtype=bool)
+        if spec.type == "tensor(string)":
+            column = np.where(missing, "", values.astype(str)).astype(object)
+        elif spec.type in _FEED_DTYPES:
+            column = np.where(missing, np.nan, values).astype(_FEED_DTYPES[spec.type])
+        else:
+            raise TypeError(f"The ONNX input {spec.name!r} is a {spec.type}, not a column.")
+        feeds[spec.name] = column.reshape(-1, 1)
+    return feeds
+
+
+# What onnx_inputs makes of each ONNX input type but strings.
+_FEED_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
+}

@@ -203,12 +203,6 @@ def test_text_in_a_column_not_named_categorical_is_named():
         small(categorical_features=[1, 4]).fit(array)
 
 
-def test_onnx_export_of_a_mixed_model_refuses(fitted):
-    onnx = pytest.importorskip("skae.onnx")
-    with pytest.raises(NotImplementedError, match="categorical columns"):
-        onnx.to_onnx(fitted[0])
-
-
 # -- AutoEncoderImputer ------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -485,3 +486,108 @@ def test_detector_in_a_pipeline(data):
     labels, scores = session(skl2onnx.to_onnx(pipe, X_train[:1])).run(None, {"X": X_test})
     assert_allclose(scores[:, 0], pipe.decision_function(X_test), atol=1e-3, rtol=0)
     assert (labels[:, 0] == pipe.predict(X_test)).mean() > 0.95
+
+
+# -- mixed tables: one input per column --------------------------------------------------------
+
+
+def mixed_frame(n, seed, holes=0.0):
+    """Numbers beside text, category, boolean and integer-coded categories; "kind" follows a."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=n)
+    frame = pd.DataFrame({
+        "a": a,
+        "kind": pd.Categorical(np.where(a > 0, "up", "down")),
+        "colour": rng.choice(["red", "green", "blue"], n).astype(object),
+        "big": a + rng.normal(size=n) > 0,
+        "grade": rng.integers(1, 4, n),  # categorical by name
+        "b": rng.normal(size=n) * 50 + 300,
+    })  # fmt: skip
+    if holes:
+        hide = rng.random(frame.shape) < holes
+        frame = frame.astype({"big": object, "grade": "Int64"})
+        for j, name in enumerate(frame.columns):
+            frame.loc[hide[:, j], name] = None
+    return frame
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS)
+@pytest.mark.parametrize("holes", [0.0, 0.15])
+def test_transformer_of_a_mixed_table(cls, holes):
+    frame = mixed_frame(200, seed=0, holes=holes)
+    ae = fitted(cls, frame, categorical_features=["kind", "colour", "big", "grade"])
+    assert ae.fit_plan_.categorical == (1, 2, 3, 4) and ae._reads_mask() == bool(holes)
+    model = skae.onnx.to_onnx(ae, frame[:1])
+    inputs = session(model).get_inputs()
+    assert [i.name for i in inputs] == list(frame.columns)
+    assert inputs[1].type == inputs[2].type == "tensor(string)"  # category and text
+    new = mixed_frame(60, seed=1, holes=holes)
+    codes = session(model).run(None, skae.onnx.onnx_inputs(session(model), new))[0]
+    assert_allclose(codes, ae.transform(new), atol=ATOL, rtol=0)
+    # An unseen category: read as missing where the network reads the mask (as transform
+    # does), else NaN codes (transform refuses the row).
+    new.loc[0, "colour"] = "purple"
+    codes = session(model).run(None, skae.onnx.onnx_inputs(session(model), new))[0]
+    if holes:
+        assert_allclose(codes, ae.transform(new), atol=ATOL, rtol=0)
+    else:
+        assert np.isnan(codes[0]).all() and not np.isnan(codes[1:]).any()
+
+
+def test_mixed_table_without_sample_rows_and_in_a_pipeline():
+    frame = mixed_frame(200, seed=0)
+    y = frame.pop("kind").to_numpy()
+    frame = frame[["colour", *frame.columns.drop("colour")]]  # a categorical column first
+    pipe = make_pipeline(
+        AutoEncoderTransformer(n_components=3, max_iter=5, random_state=0, device="cpu"),
+        LogisticRegression(),
+    ).fit(frame, y)
+    new = mixed_frame(60, seed=1)[frame.columns]
+    model = session(skae.onnx.to_onnx(pipe, frame[:1]))
+    labels, probabilities = model.run(None, skae.onnx.onnx_inputs(model, new))
+    assert (labels == pipe.predict(new)).mean() > 0.95
+    assert_allclose(pd.DataFrame(probabilities)[pipe.classes_], pipe.predict_proba(new), atol=1e-3)
+    # Without sample rows: float32 numbers and string categories, named after the columns.
+    ae = pipe[0]
+    model = skae.onnx.to_onnx(ae)
+    inputs = session(model).get_inputs()
+    assert [(i.name, i.type) for i in inputs][:3] == [
+        ("colour", "tensor(string)"), ("a", "tensor(float)"), ("big", "tensor(string)")
+    ]  # fmt: skip
+    codes = session(model).run(None, skae.onnx.onnx_inputs(session(model), new))[0]
+    assert_allclose(codes, ae.transform(new), atol=ATOL, rtol=0)
+
+
+def test_mixed_inputs_that_do_not_fit_are_named():
+    frame = mixed_frame(80, seed=0)
+    ae = fitted(AutoEncoderTransformer, frame)
+    from skl2onnx.common.data_types import StringTensorType
+
+    types = [(name, FloatTensorType([None, 1])) for name in frame.columns]
+    with pytest.raises(TypeError, match="Feature 'kind' is categorical, with categories"):
+        skae.onnx.to_onnx(ae, initial_types=types)
+    types = [(name, StringTensorType([None, 1])) for name in frame.columns]
+    with pytest.raises(TypeError, match="Feature 'a' is numeric"):
+        skae.onnx.to_onnx(ae, initial_types=types)
+    with pytest.raises(ValueError, match="one input per column, but it was given 1"):
+        skae.onnx.to_onnx(ae, initial_types=[("X", FloatTensorType([None, 6]))])
+
+
+@pytest.mark.parametrize("novelty", [False, True])
+@pytest.mark.parametrize("holes", [0.0, 0.15])
+def test_detector_of_a_mixed_table(holes, novelty):
+    frame = mixed_frame(200, seed=0, holes=holes)
+    detector = fitted(skae.AutoEncoderOutlierDetector, frame, novelty=novelty, contamination=0.1,
+                      categorical_features=["kind", "colour", "big", "grade"])  # fmt: skip
+    model = session(skae.onnx.to_onnx(detector, frame[:1]))
+    new = mixed_frame(60, seed=1, holes=holes)
+    new.loc[:4, "kind"] = np.where(new.loc[:4, "a"] > 0, "down", "up")  # contradicting rows
+    labels, scores = model.run(None, skae.onnx.onnx_inputs(model, new))
+    assert_allclose(scores[:, 0], detector.decision_function(new), atol=ATOL, rtol=0)
+    assert (labels[:, 0] == detector.predict(new)).mean() > 0.95
+
+
+def test_mixed_imputer_is_refused():
+    imputer = fitted(skae.AutoEncoderImputer, mixed_frame(80, seed=0, holes=0.1))
+    with pytest.raises(NotImplementedError, match="categorical columns.*filled table"):
+        skae.onnx.to_onnx(imputer, mixed_frame(80, seed=0)[:1])
