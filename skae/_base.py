@@ -248,7 +248,7 @@ class BaseAutoEncoder(BaseEstimator):
     _PLANNED = ("n_components", "hidden_layer_sizes", "activation", "output_activation", "init",
                 "hidden_weight", "max_iter", "batch_size", "learning_rate_init", "learning_rate",
                 "early_stopping", "validation_fraction", "n_iter_no_change", "tol",
-                "n_threads")  # fmt: skip
+                "n_threads", "linear_share")  # fmt: skip
 
     def _planned_params(self):
         return {name: getattr(self, name) for name in self._PLANNED if hasattr(self, name)}

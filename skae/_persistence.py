@@ -20,7 +20,9 @@ then the raw tensor bytes. Reading it runs no code from the file (unlike pickle 
   training frame's dtypes, a per-column ``input_scale_`` tensor) and the outlier detector's
   ``novelty`` parameter and neighbour term (``reference_codes_``, ``neighbour_scale_``); a
   detector from an older file scores without that term. Version 6 adds the plan's
-  ``noisy_share`` (older files' denoisers corrupted every row: 1).
+  ``noisy_share`` (older files' denoisers corrupted every row: 1). Version 7 adds the
+  imputer's ``linear_share`` (parameter and plan; older files' imputers filled with the network
+  alone: 0) and the linear imputer's chain of regressions (``_linear_*`` arrays).
   Tuples are written as ``{"__tuple__": [...]}`` so that they come back as tuples. The
   optimizer's options (learning rate, fused kernels) are not stored: as when training resumes
   in ``partial_fit``, they are those of a new optimizer for the device the model lands on.
@@ -55,18 +57,19 @@ from ._training import TrainingState, load_optimizer_state
 from ._validation import restore_device
 
 FORMAT = "skae-model"
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 # Version 1 (skae 0.1.0, before the "auto" parameters) had no hidden_layer_sizes_: its network
 # is the one its params describe. Version 2 had no n_threads nor init parameter. Versions 1 to
 # 3 had no fit plan: what they hold of it is read from the attributes they stored.
 # Version 4 had no categorical columns (no categorical_features, fit plans without them) and
 # no neighbour term in the outlier detector (no novelty parameter). Version 5 had no
-# noisy_share in its fit plans.
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+# noisy_share in its fit plans; version 6 no linear_share (parameter and plan).
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 # Parameters added in a format version, and the value that describes files of older versions:
 # their networks were built at random ("random"), whatever init's default is now.
 _PARAMS_SINCE = {"n_threads": (3, "auto"), "init": (3, "random"),
-                 "categorical_features": (5, "from_dtype"), "novelty": (5, False)}  # fmt: skip
+                 "categorical_features": (5, "from_dtype"), "novelty": (5, False),
+                 "linear_share": (7, 0.0)}  # fmt: skip
 # Fitted attributes that are integers set only by some calls or some estimators.
 _OPTIONAL_INT_ATTRIBUTES = ("max_iter_", "n_active_components_")
 _METADATA_KEY = "skae"
@@ -481,6 +484,8 @@ def _fitted_plan(estimator, document, n_features):
             values = {**FitPlan.SINCE_VERSION_5, **values}
         if version <= 5 and isinstance(values, dict):
             values = {**FitPlan.SINCE_VERSION_6, **values}
+        if version <= 6 and isinstance(values, dict):
+            values = {**FitPlan.SINCE_VERSION_7, **values}
         plan = FitPlan.from_dict(values)
     else:
         planned = estimator._planned_params()
@@ -579,6 +584,8 @@ def _check_plan(plan, params, n_features):
             refuse(name)
     if not (is_real(plan.noisy_share) and 0 < plan.noisy_share <= 1):
         refuse("noisy_share")
+    if not (is_real(plan.linear_share) and 0 <= plan.linear_share <= 1):
+        refuse("linear_share")
     if not isinstance(plan.device, str):
         refuse("device")
     categorical, n_categories = plan.categorical, plan.n_categories

@@ -182,6 +182,9 @@ class PlanRules:
     # The share of each batch's rows that a denoiser's input noise corrupts (the others are
     # shown clean); see AutoEncoderModel._plan_rules.
     noisy_share: float = 1.0
+    # (value, data) -> the share of a linear imputer's fill in each filled value (the imputer's
+    # linear_share; see AutoEncoderImputer): 0 for the estimators that fill nothing.
+    linear_share: Callable = lambda value, data: 0.0
 
 
 # -- the plan --------------------------------------------------------------------------------
@@ -203,6 +206,8 @@ class FitPlan:
     ``validation_fraction`` (held out for early stopping, or None), ``stop_on_plateau`` with
     ``n_iter_no_change`` and ``tol``, ``step`` (one of ``STEPS``) and ``noisy_share`` (the
     share of each batch's rows that a denoiser's input noise corrupts; 1 without noise).
+    What the imputer does beside the network: ``linear_share``, the share of a linear
+    imputer's fill in each value it fills (0 for the other estimators).
     Where: ``device``, ``n_threads`` (torch's CPU threads per process; None off the CPU) and
     ``n_processes``.
     ``auto`` names the choices that an "auto" parameter made.
@@ -238,6 +243,7 @@ class FitPlan:
     categorical: tuple = field(default=())
     n_categories: tuple = field(default=())
     noisy_share: float = 1.0
+    linear_share: float = 0.0
 
     # What a continuing fit keeps of the plan that built its network.
     NETWORK = ("init", "hidden_layer_sizes", "output_activation", "scaling", "mask_input",
@@ -246,6 +252,8 @@ class FitPlan:
     SINCE_VERSION_5 = {"categorical": (), "n_categories": ()}
     # ... since format version 5: before it, a denoiser's noise corrupted every row.
     SINCE_VERSION_6 = {"noisy_share": 1.0}
+    # ... since format version 6: before it, the imputer filled with the network alone.
+    SINCE_VERSION_7 = {"linear_share": 0.0}
 
     @property
     def early_stopping(self):
@@ -360,10 +368,24 @@ class FitPlan:
                 f"{self.learning_rate_init:g}, {self.learning_rate} schedule{noise}",
             ),
             ("stopping", stopping),
+            *self._fill_rows(mark),
             (
                 "compute",
                 f"{known(self.step)} step on {self.device}{processes}{threads}{mark('n_threads')}",
             ),
+        ]
+
+    def _fill_rows(self, mark):
+        """The imputer's row: how its fills are made (none where the network's alone)."""
+        if not self.linear_share:
+            return []
+        share = self.linear_share
+        return [
+            (
+                "fills",
+                f"{1 - share:.0%} the network's, {share:.0%} IterativeImputer(BayesianRidge)'s"
+                f"{mark('linear_share')}",
+            )
         ]
 
     def __str__(self):
@@ -411,6 +433,9 @@ def make_plan(rules, params, data, *, device, group, blueprint, full=True, previ
         max_iter = resolve_max_iter(params["max_iter"], data.n_samples, batch_size, steps)
     else:
         max_iter, validation_fraction = 1, None
+    linear_share = rules.linear_share(params.get("linear_share", 0.0), data)
+    if is_auto(params.get("linear_share")):
+        auto.add("linear_share")
     # The training's "auto" choices (a partial_fit resolves no budget nor split).
     chosen = {"batch_size": "batch_size", "n_threads": "n_threads"}
     if full:
@@ -438,6 +463,7 @@ def make_plan(rules, params, data, *, device, group, blueprint, full=True, previ
         categorical=tuple(int(j) for j in data.categorical),
         n_categories=tuple(int(k) for k in data.n_categories),
         noisy_share=float(rules.noisy_share),
+        linear_share=float(linear_share),
     )
     # What the step and the threads depend on: the network's layers and size.
     modules = blueprint(plan)

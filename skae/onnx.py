@@ -486,8 +486,9 @@ def _imputer_shape(operator):
 
 def _imputer_converter(scope, operator, container):
     """What AutoEncoderImputer.transform computes: observed values as they are (in the input's
-    own float type), missing ones from the network (rows with no observed value: the training
-    means), empty features at 0 or dropped, then the indicator's columns."""
+    own float type), missing ones from the network, blended with the linear imputer's where
+    ``linear_share`` > 0 (rows with no observed value: the training means), empty features at
+    0 or dropped, then the indicator's columns."""
     imputer = operator.raw_operator
     g = GraphBuilder(scope, container)
     variable = operator.inputs[0]
@@ -511,6 +512,14 @@ def _imputer_converter(scope, operator, container):
     empty_bool = g.node("Cast", [empty_mask], to=TensorProto.BOOL)
     values = g.node("Where", [empty_bool, zero_empty, values])
     reconstruction = emit_reconstruction(g, imputer, values)
+    share = imputer.fit_plan_.linear_share
+    if share:  # blended with the linear imputer's fill
+        linear = _linear_fill(g, imputer, values)
+        reconstruction = g.node(
+            "Add",
+            [g.node("Mul", [reconstruction, g.constant("network_share", [[1.0 - share]])]),
+             g.node("Mul", [linear, g.constant("linear_share", [[share]])])],
+        )  # fmt: skip
     # Rows with no observed value (among the non-empty features) take the training means.
     means = g.constant("means", _means(imputer)[None, :])
     observed = g.node("Cast", [g.node("Not", [missing])], to=TensorProto.FLOAT)
@@ -531,6 +540,27 @@ def _imputer_converter(scope, operator, container):
         indicator = g.node("Gather", [missing, g.constant("features", features, np.int64)], axis=1)
         filled = g.node("Concat", [filled, g.node("Cast", [indicator], to=dtype)], axis=1)
     g.output(filled, operator.outputs[0])
+
+
+def _linear_fill(g, imputer, values):
+    """The imputer's linear fill of ``values`` (float32, NaN where missing): the column means,
+    then each step of its chain of regressions (``AutoEncoderImputer._linear_fill``)."""
+    missing = g.node("IsNaN", [values])
+    filled = g.node("Where", [missing, g.constant("linear_start", imputer._linear_start[None, :]),
+                              values])  # fmt: skip
+    n_features = len(imputer._linear_start)
+    columns = {}  # each target column's missing cells: missing AND (column == j)
+    for j, coef, intercept in zip(imputer._linear_targets, imputer._linear_coefs,
+                                  imputer._linear_intercepts, strict=True):  # fmt: skip
+        if j not in columns:
+            one = np.zeros((1, n_features), dtype=np.float32)
+            one[0, j] = 1.0
+            column = g.node("Cast", [g.constant("linear_column", one)], to=TensorProto.BOOL)
+            columns[j] = g.node("And", [missing, column])
+        product = g.node("MatMul", [filled, g.constant("linear_coef", coef[:, None])])
+        prediction = g.node("Add", [product, g.constant("linear_intercept", [[intercept]])])
+        filled = g.node("Where", [columns[j], prediction, filled])
+    return filled
 
 
 def _means(imputer):

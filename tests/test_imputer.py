@@ -10,14 +10,15 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.datasets import load_digits
-from sklearn.impute import SimpleImputer
+from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+from sklearn.impute import IterativeImputer, SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
 import skae
 from skae import AutoEncoderImputer
-from skae._imputer import OBSERVED_CELLS_PER_STEP
+from skae._imputer import LINEAR_SHARE, OBSERVED_CELLS_PER_STEP
 from skae._plan import FEWEST_STEPS, TARGET_STEPS
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -189,6 +190,8 @@ def test_every_feature_empty_is_refused():
         ("add_indicator", "yes", "add_indicator='yes' is invalid"),
         ("hidden_weight", 0, 'hidden_weight=0 is invalid: expected "auto" or a real number > 0'),
         ("hidden_weight", "high", "hidden_weight='high' is invalid"),
+        ("linear_share", 1.5, r"linear_share=1.5 is invalid: expected a real number in \[0, 1\]"),
+        ("linear_share", "half", "linear_share='half' is invalid"),
     ],
 )
 def test_invalid_parameters(param, value, message):
@@ -268,3 +271,51 @@ def test_the_auto_budget_follows_the_observed_cells(mixed):
     assert FEWEST_STEPS < steps < TARGET_STEPS
     assert imputer.max_iter_ == math.ceil(steps / math.ceil(300 / imputer.batch_size_))
     assert imputer.n_iter_ == imputer.max_iter_
+
+
+def test_linear_share_blends_the_network_with_iterative_imputer():
+    X, holes = with_holes(DIGITS[:300, 20:32])  # 12 columns, 3 of them nearly constant
+    X[:, 5] = np.nan  # an empty feature, kept
+    fills = {
+        share: small(linear_share=share, keep_empty_features=True).fit(X).transform(X)
+        for share in (0.0, 0.3, 1.0)
+    }
+    # All linear: IterativeImputer(BayesianRidge)'s own fills, from the chain it keeps.
+    expected = IterativeImputer(random_state=0, keep_empty_features=True).fit_transform(X)
+    assert_allclose(fills[1.0][holes], expected[holes], atol=1e-5)
+    # The same network, trained alike whatever the share: the fills are the weighted average.
+    blend = 0.7 * fills[0.0] + 0.3 * fills[1.0]
+    assert_allclose(fills[0.3][holes], blend[holes], atol=1e-6)
+    observed = ~np.isnan(X)
+    assert_array_equal(fills[0.3][observed], X[observed])
+    assert not np.allclose(fills[0.0][holes], fills[1.0][holes], atol=1e-2)
+
+
+def test_auto_linear_share_on_narrow_numeric_tables_only():
+    X, _ = with_holes(DIGITS[:200])
+    imputer = small().fit(X)
+    plan = imputer.fit_plan_
+    assert plan.linear_share == LINEAR_SHARE == 0.3 and "linear_share" in plan.auto
+    assert "30% IterativeImputer(BayesianRidge)'s*" in str(plan)
+    assert imputer._linear_coefs.shape == (len(imputer._linear_targets), 64)
+    wide, _ = with_holes(np.hstack([DIGITS[:60]] * 5))  # 320 columns: the network alone
+    assert small(max_iter=1).fit(wide).fit_plan_.linear_share == 0.0
+    frame = pd.DataFrame({"a": [1.0, np.nan, 3.0, 4.0] * 10, "b": ["x", "y", None, "x"] * 10})
+    mixed = small(max_iter=1).fit(frame)
+    assert mixed.fit_plan_.linear_share == 0.0 and mixed._linear_coefs is None
+    assert "fills" not in str(mixed.fit_plan_)
+    with pytest.raises(ValueError, match="linear_share=0.3 needs a numeric table"):
+        small(max_iter=1, linear_share=0.3).fit(frame)
+
+
+def test_model_file_keeps_the_linear_chain(tmp_path):
+    X, _ = with_holes(DIGITS[:200, 10:30])
+    imputer = small().fit(X)
+    imputer.save(tmp_path / "imputer.safetensors")
+    loaded = skae.load(tmp_path / "imputer.safetensors")
+    assert loaded.fit_plan_.linear_share == 0.3
+    assert_array_equal(loaded.transform(X), imputer.transform(X))
+    # An imputer without the linear part saves none.
+    alone = small(linear_share=0.0).fit(X)
+    alone.save(tmp_path / "alone.safetensors")
+    assert skae.load(tmp_path / "alone.safetensors")._linear_coefs is None

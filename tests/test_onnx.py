@@ -391,7 +391,7 @@ def data_with_holes(seed=0):
 @pytest.mark.parametrize(
     "params",
     [{}, {"add_indicator": True}, {"keep_empty_features": True, "add_indicator": True},
-     {"init": "pca"}, {"missing_values": -1.0}, {"units": True}],
+     {"init": "pca"}, {"missing_values": -1.0}, {"units": True}, {"linear_share": 0.0}],
     ids=str,
 )  # fmt: skip
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -406,7 +406,10 @@ def test_imputer_matches_transform(params, dtype):
         **{"n_components": 3, "hidden_layer_sizes": (16,), "max_iter": 2, "init": "random",
            "random_state": 0, "device": "cpu", **params}
     ).fit(X[:100])  # fmt: skip
+    # "auto" blends in the linear imputer's fill (10 numeric columns): its chain is in the graph.
+    assert imputer.fit_plan_.linear_share == params.get("linear_share", 0.3)
     model = skl2onnx.to_onnx(imputer, X[:1])
+    assert ("And" in node_types(model)) == bool(imputer.fit_plan_.linear_share)
     sess = session(model)
     for rows in (X[100:101], X[100:107], X[100:]):
         (out,) = sess.run(None, {"X": rows})

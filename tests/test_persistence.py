@@ -204,7 +204,7 @@ def test_file_is_plain_safetensors_with_a_json_document(saved, cls):
     est, path = saved[cls]
     document, tensors = read(path)
     assert document["format"] == "skae-model"
-    assert document["format_version"] == 6
+    assert document["format_version"] == 7
     assert document["fitted"]["fit_plan_"] == est.fit_plan_.to_dict()
     assert document["fitted"]["fit_plan_"]["hidden_layer_sizes"] == [8, 5]
     assert document["skae_version"] == skae.__version__
@@ -407,7 +407,7 @@ def test_version_4_files_load_without_categorical_columns(saved, tmp_path):
     def as_version_4(document):
         document["format_version"] = 4
         del document["params"]["categorical_features"]
-        for name in ("categorical", "n_categories", "noisy_share"):
+        for name in ("categorical", "n_categories", "noisy_share", "linear_share"):
             del document["fitted"]["fit_plan_"][name]
 
     loaded = skae.load(rewrite(source, tmp_path / "v4.safetensors", edit_document=as_version_4))
@@ -423,10 +423,29 @@ def test_version_5_files_load_with_every_row_noisy(saved, tmp_path):
     def as_version_5(document):
         document["format_version"] = 5
         del document["fitted"]["fit_plan_"]["noisy_share"]
+        del document["fitted"]["fit_plan_"]["linear_share"]
 
     loaded = skae.load(rewrite(source, tmp_path / "v5.safetensors", edit_document=as_version_5))
     assert loaded.fit_plan_.noisy_share == 1.0 and loaded.fit_plan_ == est.fit_plan_
     assert_array_equal(loaded.transform(X), est.transform(X))
+
+
+def test_version_6_imputers_load_filling_with_the_network_alone(tmp_path):
+    # Version 6 had no linear_share (parameter and plan): its imputers blended nothing in.
+    rng = np.random.default_rng(0)
+    data = np.where(rng.random(X.shape) < 0.2, np.nan, X)
+    est = tiny(skae.AutoEncoderImputer, linear_share=0.0).fit(data)
+    est.save(tmp_path / "v7.safetensors")
+
+    def as_version_6(document):
+        document["format_version"] = 6
+        del document["params"]["linear_share"]
+        del document["fitted"]["fit_plan_"]["linear_share"]
+
+    loaded = skae.load(rewrite(tmp_path / "v7.safetensors", tmp_path / "v6.safetensors",
+                               edit_document=as_version_6))  # fmt: skip
+    assert loaded.linear_share == 0.0 and loaded.fit_plan_ == est.fit_plan_
+    assert_array_equal(loaded.transform(data), est.transform(data))
 
 
 @pytest.mark.parametrize("init", ["pca", "random"])
@@ -526,8 +545,8 @@ def _delete(*keys):
     [
         (_set("format", "other"), "not a skae model file: its metadata has no skae format tag"),
         (
-            _set("format_version", 7),
-            "in format version 7, written by skae .*reads format versions 1, 2, 3, 4, 5, 6 only",
+            _set("format_version", 8),
+            "in format version 8, written by skae .*reads format versions 1, 2, 3, 4, 5, 6, 7 only",
         ),
         (_set("estimator", "Pipeline"), "Unknown estimator 'Pipeline'.*skae loads only"),
         (_set("estimator", "os.system"), "Unknown estimator 'os.system'"),
