@@ -7,9 +7,10 @@ holds one; ``skae.onnx.to_onnx`` wraps that call. It needs the ``onnx`` extra
 
 The graphs hold what ``transform`` computes: the input scaling ``(x - input_offset_) /
 input_scale_`` followed by the encoder (for the variational autoencoder, the mean of its
-Gaussian), in float32 for any number of rows. A transformer fitted on a mixed table
+Gaussian), in float32 for any number of rows. An estimator fitted on a mixed table
 (categorical columns) takes one (N, 1) input per column instead, whose categories the graph
-one-hot encodes (``emit_table``); ``onnx_inputs`` makes those inputs from a DataFrame. The
+one-hot encodes (``emit_table``; the imputer gives one output per column too);
+``onnx_inputs`` makes those inputs from a DataFrame. The
 networks are written out from plain ONNX operators with the fitted weights as initializers, as
 skl2onnx does for scikit-learn's own MLPs. The torch modules are walked generically:
 ``MODULE_CONVERTERS`` maps each module type to the function that writes its nodes, so
@@ -39,6 +40,7 @@ try:
         Int32TensorType,
         Int64TensorType,
         StringTensorType,
+        guess_tensor_type,
     )
     from skl2onnx.common.utils import check_input_and_output_numbers
 except ImportError as error:
@@ -351,21 +353,10 @@ def check_exportable(estimator):
     ------
     sklearn.exceptions.NotFittedError
         If the estimator is not fitted.
-    NotImplementedError
-        If an imputer was fitted on a table with categorical columns (the other estimators
-        export those).
     ValueError
         If ``n_components`` no longer matches the fitted network.
     """
     check_is_fitted(estimator)
-    if is_mixed(estimator) and isinstance(estimator, AutoEncoderImputer):
-        raise NotImplementedError(
-            "Cannot export AutoEncoderImputer to ONNX: it was fitted on a table with "
-            "categorical columns, whose filled table (numbers beside categories) the export "
-            "does not write yet (the transformers and the outlier detector export such "
-            "tables). Encode the categories before skae (OneHotEncoder in a pipeline) to "
-            "export the whole pipeline."
-        )
     fitted = _input_width(estimator.decoder_)
     if fitted != estimator._components_asked():
         raise ValueError(
@@ -476,8 +467,34 @@ def _transform_converter(scope, operator, container):
     g.output(emit_encoder(g, estimator, x), operator.outputs[0])
 
 
+def _imputer_parser(scope, model, inputs, custom_parsers=None):
+    """The imputer's outputs: one tensor (N, n_features_out); for a mixed table one (N, 1)
+    tensor per output column, named after it (types set by the shape calculator)."""
+    check_is_fitted(model)
+    operator = scope.declare_local_operator(CONVERTERS[AutoEncoderImputer][0], model)
+    operator.inputs = inputs
+    if not is_mixed(model):  # typed after the input, as skl2onnx's own parser does
+        kind = guess_tensor_type(inputs[0].type)
+        operator.outputs.append(scope.declare_local_variable("variable", kind))
+        return operator.outputs
+    for name in model.get_feature_names_out():
+        operator.outputs.append(scope.declare_local_variable(str(name), FloatTensorType()))
+    return operator.outputs
+
+
 def _imputer_shape(operator):
-    """AutoEncoderImputer: (N, n_features) -> (N, n_features_out), in the input's float type."""
+    """AutoEncoderImputer: (N, n_features) -> (N, n_features_out), in the input's float type;
+    a mixed table's columns -> each output column (N, 1), in its input's type (the missing
+    indicator's columns float32)."""
+    imputer = operator.raw_operator
+    if is_mixed(imputer):
+        _check_input(operator, n_outputs=len(imputer.get_feature_names_out()))
+        n_rows = operator.inputs[0].get_first_dimension()
+        for variable, source in zip(operator.outputs, _mixed_output_sources(imputer),
+                                    strict=True):  # fmt: skip
+            kind = FloatTensorType if source is None else type(operator.inputs[source].type)
+            variable.type = kind([n_rows, 1])
+        return
     _check_input(operator, n_outputs=1)
     n_rows = operator.inputs[0].get_first_dimension()
     n_out = len(operator.raw_operator.get_feature_names_out())
@@ -491,6 +508,9 @@ def _imputer_converter(scope, operator, container):
     0 or dropped, then the indicator's columns."""
     imputer = operator.raw_operator
     g = GraphBuilder(scope, container)
+    if is_mixed(imputer):
+        _mixed_imputer_converter(g, operator, imputer)
+        return
     variable = operator.inputs[0]
     dtype = TensorProto.DOUBLE if isinstance(variable.type, DoubleTensorType) else TensorProto.FLOAT
     x = variable.full_name
@@ -540,6 +560,114 @@ def _imputer_converter(scope, operator, container):
         indicator = g.node("Gather", [missing, g.constant("features", features, np.int64)], axis=1)
         filled = g.node("Concat", [filled, g.node("Cast", [indicator], to=dtype)], axis=1)
     g.output(filled, operator.outputs[0])
+
+
+def _mixed_output_sources(imputer):
+    """For each output column of a mixed imputer, the input column it comes from (None for the
+    missing indicator's columns)."""
+    kept = [j for j in range(imputer.n_features_in_)
+            if imputer.keep_empty_features or not imputer._empty_features[j]]  # fmt: skip
+    n_indicators = 0 if imputer.indicator_ is None else len(imputer.indicator_.features_)
+    return kept + [None] * n_indicators
+
+
+def _mixed_imputer_converter(g, operator, imputer):
+    """What AutoEncoderImputer.transform computes on a mixed table, a column at a time: each
+    missing number from the network (in the input's type; rounded where the training column
+    held integers), each missing category its most probable one, every other cell as it came
+    (an unseen category too); rows with no observed value the training means and modes; empty
+    numeric columns 0; then the missing indicator's columns. A missing cell is NaN in a float
+    input and "" in a string one (``onnx_inputs``); integer and boolean inputs have none."""
+    layout, empty = imputer._layout(), np.asarray(imputer._empty_features, dtype=bool)
+    columns = operator.inputs
+    encoded = emit_table(g, imputer, columns)
+    # The network's input: empty numeric columns at 0.
+    numeric_empty = np.zeros((1, layout.width), dtype=np.float32)
+    numeric_empty[0, [p for p, j in enumerate(layout.numeric) if empty[j]]] = 1.0
+    numeric_empty = g.node("Cast", [g.constant("numeric_empty", numeric_empty)],
+                           to=TensorProto.BOOL)  # fmt: skip
+    values = g.node("Where", [numeric_empty, g.constant("zero", [[0.0]]), encoded])
+    rebuilt = emit_reconstruction(g, imputer, values)
+    shown = np.ones((layout.width, 1), dtype=np.float32)
+    shown[[p for p, j in enumerate(layout.numeric) if empty[j]]] = 0.0
+    observed = g.node("Cast", [g.node("Not", [g.node("IsNaN", [values])])], to=TensorProto.FLOAT)
+    nothing = g.node("Equal", [g.node("MatMul", [observed, g.constant("shown", shown)]),
+                               g.constant("zero", [[0.0]])])  # fmt: skip
+    rebuilt = g.node("Where", [nothing, g.constant("means", _means(imputer)[None, :]), rebuilt])
+
+    missing, position = {}, dict(zip(layout.numeric, range(layout.n_numeric), strict=True))
+    starts = dict(zip(layout.categorical, np.cumsum([layout.n_numeric, *layout.n_categories]),
+                      strict=False))  # fmt: skip
+    categories = dict(zip(layout.categorical, imputer.categories_, strict=True))
+    for variable, j in zip(operator.outputs, _mixed_output_sources(imputer), strict=True):
+        if j is None:
+            continue
+        source = columns[j]
+        missing[j] = _missing_cells(g, source)
+        if missing[j] is None:  # an integer or boolean column: nothing to fill
+            g.node("Identity", [source.full_name], output=variable.full_name)
+            continue
+        if j in position:
+            fill = g.node("Slice", [rebuilt, *_slice(g, position[j], position[j] + 1)])
+            dtype = imputer._feature_dtypes.iloc[j] if imputer._feature_dtypes is not None else None
+            if dtype is not None and pd.api.types.is_integer_dtype(dtype):
+                fill = g.node("Round", [fill])
+            if empty[j]:
+                fill = g.constant("zero", [[0.0]])
+            fill = g.node("Cast", [fill], to=_onnx_type(source))
+        elif len(categories[j]):
+            start, k = int(starts[j]), len(categories[j])
+            block = g.node("Slice", [rebuilt, *_slice(g, start, start + k)])
+            fill = _category_of(g, g.node("ArgMax", [block], axis=1, keepdims=1), source,
+                                categories[j])  # fmt: skip
+        else:  # a categorical column with no category observed: kept as it came
+            g.node("Identity", [source.full_name], output=variable.full_name)
+            continue
+        g.node("Where", [missing[j], fill, source.full_name], output=variable.full_name)
+    if imputer.indicator_ is not None:
+        indicators = [v for v, j in zip(operator.outputs, _mixed_output_sources(imputer),
+                                        strict=True) if j is None]  # fmt: skip
+        for variable, j in zip(indicators, imputer.indicator_.features_, strict=True):
+            cells = missing.get(j) or _missing_cells(g, columns[j])
+            if cells is None:  # integers and booleans hold no missing cell: zeros
+                zeros = [g.as_float32(columns[j]), g.constant("zero", [[0.0]])]
+                g.node("Mul", zeros, output=variable.full_name)
+            else:
+                g.node("Cast", [cells], output=variable.full_name, to=TensorProto.FLOAT)
+
+
+def _missing_cells(g, variable):
+    """Where a column input is missing: NaN in floats, "" in strings; None for integers and
+    booleans, which hold no missing cell."""
+    if isinstance(variable.type, StringTensorType):
+        return g.node(
+            "Cast",
+            [g.node("LabelEncoder", [variable.full_name], op_domain="ai.onnx.ml", op_version=2,
+                    keys_strings=[""], values_int64s=[1], default_int64=0)],
+            to=TensorProto.BOOL,
+        )  # fmt: skip
+    if isinstance(variable.type, FloatTensorType | DoubleTensorType):
+        return g.node("IsNaN", [variable.full_name])
+    return None
+
+
+def _category_of(g, index, variable, categories):
+    """The categories at ``index`` (N, 1), as ``variable``'s type: text, or numbers."""
+    if isinstance(variable.type, StringTensorType):
+        return g.node(
+            "LabelEncoder", [index], op_domain="ai.onnx.ml", op_version=2,
+            keys_int64s=list(range(len(categories))), values_strings=[str(c) for c in categories],
+            default_string="",
+        )  # fmt: skip
+    known = g.constant("categories", np.asarray(categories, dtype=np.float32))
+    return g.node("Cast", [g.node("Gather", [known, index], axis=0)], to=_onnx_type(variable))
+
+
+def _onnx_type(variable):
+    """The ONNX element type of an skl2onnx variable of a number tensor type."""
+    return {FloatTensorType: TensorProto.FLOAT, DoubleTensorType: TensorProto.DOUBLE,
+            Int64TensorType: TensorProto.INT64, Int32TensorType: TensorProto.INT32,
+            BooleanTensorType: TensorProto.BOOL}[type(variable.type)]  # fmt: skip
 
 
 def _linear_fill(g, imputer, values):
@@ -761,8 +889,13 @@ CONVERTERS = {
     ),
 }
 
+# The estimators whose outputs skl2onnx's own parser does not declare.
+PARSERS = {AutoEncoderImputer: _imputer_parser}
+
 for _estimator, (_alias, _shape, _convert) in CONVERTERS.items():
-    update_registered_converter(_estimator, _alias, _shape, _convert, overwrite=True)
+    update_registered_converter(
+        _estimator, _alias, _shape, _convert, overwrite=True, parser=PARSERS.get(_estimator)
+    )
 
 
 def to_onnx(model, X=None, **kwargs):
@@ -842,25 +975,29 @@ def onnx_inputs(session, X):
     ``session``: an ``onnxruntime.InferenceSession`` (or anything whose ``get_inputs()`` gives
     the inputs' ``name`` and ``type``). Each column becomes an (N, 1) array of its input's
     type: numbers with NaN where missing, strings with "" where missing (no category is ""),
-    booleans and integers as they are.
+    booleans and integers as they are (they cannot be missing).
     """
     inputs = session.get_inputs()
-    frame = X if hasattr(X, "iloc") else None
-    if frame is None:
-        X = np.asarray(X, dtype=object)
-    if (frame.shape[1] if frame is not None else X.shape[1]) != len(inputs):
-        raise ValueError(
-            f"The ONNX model takes {len(inputs)} columns, but X has "
-            f"{frame.shape[1] if frame is not None else X.shape[1]}."
-        )
+    if hasattr(X, "iloc"):
+        columns = [X.iloc[:, j].to_numpy(dtype=object) for j in range(X.shape[1])]
+    else:
+        columns = list(np.asarray(X, dtype=object).reshape(len(X), -1).T)
+    if len(columns) != len(inputs):
+        raise ValueError(f"The ONNX model takes {len(inputs)} columns, but X has {len(columns)}.")
     feeds = {}
-    for j, spec in enumerate(inputs):
-        values = frame.iloc[:, j].to_numpy(dtype=object) if frame is not None else X[:, j]
+    for spec, values in zip(inputs, columns, strict=True):
         missing = np.asarray(pd.isna(values), dtype=bool)
         if spec.type == "tensor(string)":
             column = np.where(missing, "", values.astype(str)).astype(object)
         elif spec.type in _FEED_DTYPES:
-            column = np.where(missing, np.nan, values).astype(_FEED_DTYPES[spec.type])
+            dtype = _FEED_DTYPES[spec.type]
+            if missing.any() and not np.issubdtype(dtype, np.floating):
+                raise ValueError(
+                    f"Column {spec.name!r} has missing values, but its ONNX input is a "
+                    f"{spec.type}, which cannot hold them: convert the model with that column "
+                    "as floats (or its categories as strings)."
+                )
+            column = np.where(missing, np.nan, values).astype(dtype)
         else:
             raise TypeError(f"The ONNX input {spec.name!r} is a {spec.type}, not a column.")
         feeds[spec.name] = column.reshape(-1, 1)

@@ -561,6 +561,23 @@ def test_mixed_table_without_sample_rows_and_in_a_pipeline():
     assert_allclose(codes, ae.transform(new), atol=ATOL, rtol=0)
 
 
+def test_onnx_inputs_from_an_array_and_refusals():
+    frame = mixed_frame(80, seed=0)
+    ae = fitted(AutoEncoderTransformer, frame)
+    model = session(skae.onnx.to_onnx(ae, frame[:1]))  # "big" a bool input, "grade" int64
+    from_array = skae.onnx.onnx_inputs(model, frame.to_numpy(dtype=object))
+    from_frame = skae.onnx.onnx_inputs(model, frame)
+    for name, values in from_frame.items():
+        assert_array_equal(from_array[name], values)
+    assert from_frame["big"].dtype == np.bool_ and from_frame["grade"].dtype == np.int64
+    gappy = frame.astype({"grade": "Int64"})
+    gappy.loc[0, "grade"] = None
+    with pytest.raises(ValueError, match="'grade' has missing values, but its ONNX input"):
+        skae.onnx.onnx_inputs(model, gappy)
+    with pytest.raises(ValueError, match="takes 6 columns, but X has 5"):
+        skae.onnx.onnx_inputs(model, frame.iloc[:, :5])
+
+
 def test_mixed_inputs_that_do_not_fit_are_named():
     frame = mixed_frame(80, seed=0)
     ae = fitted(AutoEncoderTransformer, frame)
@@ -590,7 +607,28 @@ def test_detector_of_a_mixed_table(holes, novelty):
     assert (labels[:, 0] == detector.predict(new)).mean() > 0.95
 
 
-def test_mixed_imputer_is_refused():
-    imputer = fitted(skae.AutoEncoderImputer, mixed_frame(80, seed=0, holes=0.1))
-    with pytest.raises(NotImplementedError, match="categorical columns.*filled table"):
-        skae.onnx.to_onnx(imputer, mixed_frame(80, seed=0)[:1])
+@pytest.mark.parametrize(
+    "params", [{}, {"add_indicator": True, "keep_empty_features": True}], ids=str
+)
+def test_imputer_of_a_mixed_table(params):
+    frame = mixed_frame(200, seed=0, holes=0.15)
+    frame["empty"] = np.nan  # a numeric column with no observed value
+    imputer = fitted(skae.AutoEncoderImputer, frame, **params,
+                     categorical_features=["kind", "colour", "big", "grade"])  # fmt: skip
+    model = session(skae.onnx.to_onnx(imputer, frame[:1]))
+    names = list(imputer.get_feature_names_out())
+    assert len(model.get_outputs()) == len(names)
+    new = mixed_frame(60, seed=1, holes=0.15)
+    new["empty"] = np.nan
+    new.loc[0, "colour"] = "purple"  # unseen: kept as it came
+    new.loc[1, :] = None  # nothing observed: the training means and modes
+    outputs = model.run(None, skae.onnx.onnx_inputs(model, new))
+    expected = imputer.transform(new)
+    assert list(expected.columns) == names
+    for name, out in zip(names, outputs, strict=True):
+        column = expected[name]
+        if not pd.api.types.is_numeric_dtype(column):  # categories, as text
+            assert out[:, 0].tolist() == [str(v) for v in column], name
+        else:
+            assert_allclose(out[:, 0].astype(np.float64), column.astype(np.float64),
+                            atol=ATOL, rtol=1e-5, err_msg=name)  # fmt: skip
