@@ -90,6 +90,8 @@ OBSERVED_CELLS_PER_STEP = 2
 # MNIST images: 0.099 against 0.112), and IterativeImputer's time grows with the square of the
 # columns. Mixed tables too: the linear imputer reads numbers only.
 LINEAR_SHARE = 0.3
+# The fitted attributes that hold the linear imputer (see AutoEncoderImputer._fit_linear).
+LINEAR_ARRAYS = ("_linear_start", "_linear_targets", "_linear_coefs", "_linear_intercepts")
 
 
 @register
@@ -254,7 +256,7 @@ n_features_in_, feature_names_in_
 
     _saved_values = ("_empty_features", "_indicator_features")
     # The linear imputer's chain of regressions (see _fit_linear), where linear_share > 0.
-    _saved_arrays = ("_linear_start", "_linear_targets", "_linear_coefs", "_linear_intercepts")
+    _saved_arrays = LINEAR_ARRAYS
 
     def __init__(
         self,
@@ -432,9 +434,8 @@ n_features_in_, feature_names_in_
         ``transform`` computes: the column means (``_linear_start``), then for each step a
         column (``_linear_targets``) predicted from all the columns (``_linear_coefs``,
         ``_linear_intercepts``). None where ``linear_share`` is 0."""
-        names = ("_linear_start", "_linear_targets", "_linear_coefs", "_linear_intercepts")
         if not self.fit_plan_.linear_share:
-            return dict.fromkeys(names)
+            return dict.fromkeys(LINEAR_ARRAYS)
         with warnings.catch_warnings():
             # Its tolerance unmet after its 10 rounds: the fills measured are those 10 rounds'.
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -672,9 +673,8 @@ n_features_in_, feature_names_in_
 def _restored_linear(arrays, n_features):
     """The linear imputer's chain from a model file's arrays (shapes checked), checked: one
     target column, coefficients and intercept per step; None where the file has none."""
-    names = ("_linear_start", "_linear_targets", "_linear_coefs", "_linear_intercepts")
     if "_linear_start" not in arrays:
-        return dict.fromkeys(names)
+        return dict.fromkeys(LINEAR_ARRAYS)
     targets = arrays["_linear_targets"]
     steps = {len(targets), len(arrays["_linear_coefs"]), len(arrays["_linear_intercepts"])}
     if (
