@@ -608,12 +608,13 @@ def _mixed_imputer_converter(g, operator, imputer):
             g.node("Identity", [source.full_name], output=variable.full_name)
             continue
         if j in position:
-            fill = g.node("Slice", [rebuilt, *_slice(g, position[j], position[j] + 1)])
-            dtype = imputer._feature_dtypes.iloc[j] if imputer._feature_dtypes is not None else None
-            if dtype is not None and pd.api.types.is_integer_dtype(dtype):
-                fill = g.node("Round", [fill])
-            if empty[j]:
+            dtypes = imputer._feature_dtypes
+            if empty[j]:  # a numeric column with no observed value: 0, as the numeric path
                 fill = g.constant("zero", [[0.0]])
+            else:
+                fill = g.node("Slice", [rebuilt, *_slice(g, position[j], position[j] + 1)])
+            if dtypes is not None and pd.api.types.is_integer_dtype(dtypes.iloc[j]):
+                fill = g.node("Round", [fill])
             fill = g.node("Cast", [fill], to=_onnx_type(source))
         elif len(categories[j]):
             start, k = int(starts[j]), len(categories[j])
