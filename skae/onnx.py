@@ -52,7 +52,7 @@ except ImportError as error:
 from torch import nn
 
 from ._autoencoder import AutoEncoderTransformer
-from ._imputer import AutoEncoderImputer
+from ._imputer import AutoEncoderImputer, _numeric_positions
 from ._missing import MissingMask
 from ._modules import GaussianEncoder, LinearPath
 from ._outliers import ENERGY_FLOOR, NEIGHBOURS, AutoEncoderOutlierDetector
@@ -366,9 +366,9 @@ def check_exportable(estimator):
 
 
 def is_mixed(estimator):
-    """Whether a fitted estimator was fitted on a table with categorical columns, whose ONNX
-    graph takes one input per column (see ``emit_table``)."""
-    return bool(getattr(estimator.fit_plan_, "categorical", ()))
+    """Whether a fitted skae estimator was fitted on a table with categorical columns, whose
+    ONNX graph takes one input per column (see ``emit_table``); False for anything else."""
+    return bool(getattr(getattr(estimator, "fit_plan_", None), "categorical", ()))
 
 
 def _check_input(operator, n_outputs):
@@ -579,27 +579,26 @@ def _mixed_imputer_converter(g, operator, imputer):
     numeric columns 0; then the missing indicator's columns. A missing cell is NaN in a float
     input and "" in a string one (``onnx_inputs``); integer and boolean inputs have none."""
     layout, empty = imputer._layout(), np.asarray(imputer._empty_features, dtype=bool)
-    columns = operator.inputs
+    columns, sources = operator.inputs, _mixed_output_sources(imputer)
     encoded = emit_table(g, imputer, columns)
-    # The network's input: empty numeric columns at 0.
-    numeric_empty = np.zeros((1, layout.width), dtype=np.float32)
-    numeric_empty[0, [p for p, j in enumerate(layout.numeric) if empty[j]]] = 1.0
-    numeric_empty = g.node("Cast", [g.constant("numeric_empty", numeric_empty)],
-                           to=TensorProto.BOOL)  # fmt: skip
-    values = g.node("Where", [numeric_empty, g.constant("zero", [[0.0]]), encoded])
+    # The network's input: empty numeric columns at 0 (AutoEncoderImputer._network_input).
+    blank = np.zeros(layout.width, dtype=np.float32)
+    blank[_numeric_positions(layout, empty)] = 1.0
+    blank_bool = g.node("Cast", [g.constant("empty_numbers", blank[None, :])], to=TensorProto.BOOL)
+    values = g.node("Where", [blank_bool, g.constant("zero", [[0.0]]), encoded])
     rebuilt = emit_reconstruction(g, imputer, values)
-    shown = np.ones((layout.width, 1), dtype=np.float32)
-    shown[[p for p, j in enumerate(layout.numeric) if empty[j]]] = 0.0
-    observed = g.node("Cast", [g.node("Not", [g.node("IsNaN", [values])])], to=TensorProto.FLOAT)
-    nothing = g.node("Equal", [g.node("MatMul", [observed, g.constant("shown", shown)]),
-                               g.constant("zero", [[0.0]])])  # fmt: skip
+    # Rows with no observed value among the shown entries take the training means and modes.
+    shown = g.constant("shown", (1.0 - blank)[:, None])
+    count = g.node("MatMul", [_observed(g, values), shown])
+    nothing = g.node("Equal", [count, g.constant("zero", [[0.0]])])
     rebuilt = g.node("Where", [nothing, g.constant("means", _means(imputer)[None, :]), rebuilt])
 
     missing, position = {}, dict(zip(layout.numeric, range(layout.n_numeric), strict=True))
-    starts = dict(zip(layout.categorical, np.cumsum([layout.n_numeric, *layout.n_categories]),
-                      strict=False))  # fmt: skip
+    filled_categories = [j for j, k in zip(layout.categorical, layout.n_categories, strict=True)
+                         if k]  # fmt: skip
+    blocks = dict(zip(filled_categories, layout.blocks, strict=True))
     categories = dict(zip(layout.categorical, imputer.categories_, strict=True))
-    for variable, j in zip(operator.outputs, _mixed_output_sources(imputer), strict=True):
+    for variable, j in zip(operator.outputs, sources, strict=True):
         if j is None:
             continue
         source = columns[j]
@@ -616,8 +615,8 @@ def _mixed_imputer_converter(g, operator, imputer):
             if dtypes is not None and pd.api.types.is_integer_dtype(dtypes.iloc[j]):
                 fill = g.node("Round", [fill])
             fill = g.node("Cast", [fill], to=_onnx_type(source))
-        elif len(categories[j]):
-            start, k = int(starts[j]), len(categories[j])
+        elif j in blocks:
+            start, k = blocks[j]
             block = g.node("Slice", [rebuilt, *_slice(g, start, start + k)])
             fill = _category_of(g, g.node("ArgMax", [block], axis=1, keepdims=1), source,
                                 categories[j])  # fmt: skip
@@ -626,8 +625,7 @@ def _mixed_imputer_converter(g, operator, imputer):
             continue
         g.node("Where", [missing[j], fill, source.full_name], output=variable.full_name)
     if imputer.indicator_ is not None:
-        indicators = [v for v, j in zip(operator.outputs, _mixed_output_sources(imputer),
-                                        strict=True) if j is None]  # fmt: skip
+        indicators = [v for v, j in zip(operator.outputs, sources, strict=True) if j is None]
         for variable, j in zip(indicators, imputer.indicator_.features_, strict=True):
             cells = missing.get(j) or _missing_cells(g, columns[j])
             if cells is None:  # integers and booleans hold no missing cell: zeros
@@ -635,6 +633,11 @@ def _mixed_imputer_converter(g, operator, imputer):
                 g.node("Mul", zeros, output=variable.full_name)
             else:
                 g.node("Cast", [cells], output=variable.full_name, to=TensorProto.FLOAT)
+
+
+def _observed(g, values):
+    """1.0 where ``values`` (float) is not NaN, else 0.0."""
+    return g.node("Cast", [g.node("Not", [g.node("IsNaN", [values])])], to=TensorProto.FLOAT)
 
 
 def _missing_cells(g, variable):
@@ -800,9 +803,6 @@ def _mean_cell_loss(g, detector, output, x):
     def sums(values, width):  # row sums as products with a column of ones
         return g.node("MatMul", [values, g.constant("ones", np.ones((width, 1)))])
 
-    def observed(values):
-        return g.node("Cast", [g.node("Not", [g.node("IsNaN", [values])])], to=TensorProto.FLOAT)
-
     terms, cells = [], []
     if layout.n_numeric:
         numbers = g.node("Slice", [x, *_slice(g, 0, layout.n_numeric)])
@@ -810,12 +810,12 @@ def _mean_cell_loss(g, detector, output, x):
                                   numbers])  # fmt: skip
         residual = g.node("Where", [g.node("IsNaN", [numbers]), zero, residual])
         terms.append(sums(g.node("Mul", [residual, residual]), layout.n_numeric))
-        cells.append(sums(observed(numbers), layout.n_numeric))
+        cells.append(sums(_observed(g, numbers), layout.n_numeric))
     for start, k in layout.blocks:
         target = g.node("Slice", [x, *_slice(g, start, start + k)])
         log_p = g.node("LogSoftmax", [g.node("Slice", [output, *_slice(g, start, start + k)])],
                        axis=1)  # fmt: skip
-        seen = observed(g.node("Slice", [target, *_slice(g, 0, 1)]))
+        seen = _observed(g, g.node("Slice", [target, *_slice(g, 0, 1)]))
         target = g.node("Where", [g.node("IsNaN", [target]), zero, target])
         # -sum(target log p) / log(max(k, 2)); 0 where the cell is missing.
         scale = g.constant("cross_entropy_scale", [[-1.0 / math.log(max(k, 2))]])
@@ -919,13 +919,13 @@ def to_onnx(model, X=None, **kwargs):
     -------
     onnx.ModelProto
         Save it with ``onnx.save`` or ``model.SerializeToString()``; run it with
-        ``onnxruntime.InferenceSession``. Its input is named ``"X"``; a transformer fitted on
+        ``onnxruntime.InferenceSession``. Its input is named ``"X"``; an estimator fitted on
         a table with categorical columns takes one (N, 1) input per column instead (see
         ``onnx_inputs``), named after the columns.
     """
     if X is None:
         check_is_fitted(model)
-        if getattr(model, "is_categorical_", None) is not None and model.is_categorical_.any():
+        if is_mixed(model):
             kwargs.setdefault("initial_types", _column_types(model))
         else:
             kwargs.setdefault(
